@@ -1,0 +1,40 @@
+# The two commands: `make run` starts the service, `make test` runs every check.
+# Both create the virtualenv and install what they need on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.toml
+
+.PHONY: run test lint typecheck unit bench-backend clean
+
+run: $(VENV)/.installed $(CONFIG)
+	$(BIN)/majicbot serve --config $(CONFIG)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench-backend: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.backend
+
+$(CONFIG):
+	cp config.example.toml $(CONFIG)
+	@echo "Created $(CONFIG) from config.example.toml: enable a bot and set its token there or in the environment."
+
+$(VENV)/bin/pip:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,283 @@
+"""Configuration: one TOML file loaded once into frozen dataclasses, validated with clear messages.
+
+Every key, its default and its allowed range is declared here once (``field(metadata=...)``) and
+documented for users in ``config.example.toml``. Secrets come from the environment
+(``TELEGRAM_BOT_TOKEN``, ``DISCORD_BOT_TOKEN``) or the file and are never shown in a repr or a log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.errors import ConfigError
+
+PROFILES = ("auto", "gpu", "gpu-fp8", "balanced", "lowvram")
+MODELS = ("majicflus_v1", "flux1-dev")
+
+
+def _range(lo: float | None = None, hi: float | None = None, **extra: Any) -> dict[str, Any]:
+    return {"lo": lo, "hi": hi, **extra}
+
+
+def _choice(*options: str) -> dict[str, Any]:
+    return {"choices": options}
+
+
+class Secret(str):
+    """A string that never shows itself in repr/str formatting of containers."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str = field(default="majicflus_v1", metadata=_choice(*MODELS))
+    models_dir: Path = Path("models")
+    # Override single files; empty = the ModelScope layout under models_dir.
+    dit_path: str = ""
+    # "auto" = every visible CUDA device, else the CPU; or a list like ["cuda:0", "cuda:1"].
+    devices: tuple[str, ...] = ("auto",)
+    profile: str = field(default="auto", metadata=_choice(*PROFILES))
+    # Memory kept free by auto profile selection, GiB.
+    vram_margin_gb: float = field(default=2.0, metadata=_range(0, 64))
+    # Run a tiny generation after loading so the first user does not pay for lazy init.
+    warmup: bool = True
+    # torch.compile the repeated DiT blocks (slow first image, faster steady state).
+    compile: bool = False
+    # Tokens kept of the prompt by T5 (FLUX.1 was trained with 512).
+    t5_max_tokens: int = field(default=512, metadata=_range(64, 512))
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: Path = Path("data")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_prompt_chars: int = field(default=1000, metadata=_range(1, 6000))
+    default_steps: int = field(default=28, metadata=_range(1, 200))
+    max_steps: int = field(default=50, metadata=_range(1, 200))
+    default_guidance: float = field(default=3.5, metadata=_range(0, 30))
+    min_guidance: float = field(default=1.0, metadata=_range(0, 30))
+    max_guidance: float = field(default=10.0, metadata=_range(0, 30))
+    # Default image: square of this side; aspect ratios keep about this many pixels.
+    default_side: int = field(default=1024, metadata=_range(64, 2048, multiple=16))
+    aspect_ratios: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3")
+    # Explicit --size WxH: each side a multiple of 16 within [min_side, max_side] and at most
+    # max_pixels pixels.
+    min_side: int = field(default=256, metadata=_range(16, 4096, multiple=16))
+    max_side: int = field(default=2048, metadata=_range(16, 4096, multiple=16))
+    max_pixels: int = field(default=1024 * 1024 * 2, metadata=_range(16 * 16, 4096 * 4096))
+    per_user_queue: int = field(default=3, metadata=_range(1, 1000))
+    per_user_hourly: int = field(default=60, metadata=_range(1, 100000))
+    queue_max: int = field(default=200, metadata=_range(1, 1000000))
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    enabled: bool = False
+    token: Secret = field(default=Secret(""), repr=False)
+    mode: str = field(default="polling", metadata=_choice("polling", "webhook"))
+    webhook_url: str = ""
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = field(default=8443, metadata=_range(1, 65535))
+    webhook_secret: Secret = field(default=Secret(""), repr=False)
+    # Local Bot API server; empty = api.telegram.org.
+    base_url: str = ""
+    base_file_url: str = ""
+    admins: tuple[str, ...] = ()
+    allowed_users: tuple[str, ...] = ()  # empty = everyone
+    allowed_chats: tuple[str, ...] = ()  # empty = everyone
+    banned_users: tuple[str, ...] = ()
+    default_language: str = field(default="en", metadata=_choice("en", "zh"))
+
+
+@dataclass(frozen=True)
+class DiscordConfig:
+    enabled: bool = False
+    token: Secret = field(default=Secret(""), repr=False)
+    # Guild ids to sync commands to instantly; empty = global commands.
+    test_guilds: tuple[str, ...] = ()
+    admins: tuple[str, ...] = ()  # user ids
+    admin_roles: tuple[str, ...] = ()  # role ids
+    allowed_guilds: tuple[str, ...] = ()  # empty = every guild the bot is in
+    banned_users: tuple[str, ...] = ()
+    allow_dms: bool = True
+    default_language: str = field(default="en", metadata=_choice("en", "zh"))
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    # Local status endpoint used by `majicbot status` (loopback only).
+    status_host: str = "127.0.0.1"
+    status_port: int = field(default=8765, metadata=_range(0, 65535))
+    # On stop: seconds the running job may keep going before it is cancelled (and re-queued).
+    stop_grace_s: float = field(default=30.0, metadata=_range(0, 3600))
+    log_level: str = field(default="INFO", metadata=_choice("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+@dataclass(frozen=True)
+class Config:
+    engine: EngineConfig = EngineConfig()
+    storage: StorageConfig = StorageConfig()
+    limits: LimitsConfig = LimitsConfig()
+    telegram: TelegramConfig = TelegramConfig()
+    discord: DiscordConfig = DiscordConfig()
+    service: ServiceConfig = ServiceConfig()
+
+    @property
+    def db_path(self) -> Path:
+        return self.storage.data_dir / "majicbot.sqlite3"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.storage.data_dir / "outputs"
+
+
+_TOKEN_ENV = {"telegram": "TELEGRAM_BOT_TOKEN", "discord": "DISCORD_BOT_TOKEN"}
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (None = all defaults), apply token environment variables, validate."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(
+                f"config file {path} does not exist (copy config.example.toml to start)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for section, var in _TOKEN_ENV.items():
+        if env.get(var):
+            raw.setdefault(section, {})
+            if not isinstance(raw[section], dict):
+                raise ConfigError(f"[{section}] must be a table")
+            raw[section]["token"] = env[var]
+    config = _build(Config, raw, "")
+    _check_cross_fields(config)
+    return config
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'} must be a table, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{where}.{key}" if where else key
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            allowed = ", ".join(fields)
+            raise ConfigError(f"unknown key '{name}'{hint}; allowed here: {allowed}")
+        values[key] = _coerce(hints[key], value, name, fields[key].metadata)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, name: str, meta: Mapping[str, Any]) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, name)
+    shown = "<redacted>" if hint is Secret else repr(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} = {shown}: must be true or false")
+        return value
+    if hint in (int, float):
+        ok = isinstance(value, int | float) if hint is float else isinstance(value, int)
+        if isinstance(value, bool) or not ok:
+            kind = "an integer" if hint is int else "a number"
+            raise ConfigError(f"{name} = {shown}: must be {kind}{_describe(meta)}")
+        _check_range(hint(value), name, meta)
+        return hint(value)
+    if hint in (str, Secret, Path):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} = {shown}: must be a string{_describe(meta)}")
+        if "choices" in meta and value not in meta["choices"]:
+            choices = ", ".join(repr(c) for c in meta["choices"])
+            raise ConfigError(f"{name} = {shown}: must be one of {choices}")
+        return hint(value)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} = {shown}: must be a list of strings")
+        items = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        if not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{name} = {shown}: must be a list of strings (or numeric ids)")
+        return tuple(items)
+    raise TypeError(f"unsupported config type {hint!r} for {name}")  # programming error
+
+
+def _describe(meta: Mapping[str, Any]) -> str:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and hi is not None:
+        return f" between {lo} and {hi}"
+    if "choices" in meta:
+        return " (one of " + ", ".join(repr(c) for c in meta["choices"]) + ")"
+    return ""
+
+
+def _check_range(value: float, name: str, meta: Mapping[str, Any]) -> None:
+    lo, hi, multiple = meta.get("lo"), meta.get("hi"), meta.get("multiple")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{name} = {value!r}: must be between {lo} and {hi}")
+    if multiple and value % multiple:
+        raise ConfigError(f"{name} = {value!r}: must be a multiple of {multiple}")
+
+
+def _check_cross_fields(config: Config) -> None:
+    for section, var in _TOKEN_ENV.items():
+        bot = getattr(config, section)
+        if bot.enabled and not bot.token:
+            raise ConfigError(
+                f"{section}.enabled = true but no token: set the environment variable {var} "
+                f"or {section}.token in the config file"
+            )
+    lim = config.limits
+    if lim.default_steps > lim.max_steps:
+        raise ConfigError(
+            f"limits.default_steps = {lim.default_steps}: must not exceed limits.max_steps "
+            f"({lim.max_steps})"
+        )
+    if not lim.min_guidance <= lim.default_guidance <= lim.max_guidance:
+        raise ConfigError(
+            f"limits.default_guidance = {lim.default_guidance}: must be between "
+            f"limits.min_guidance ({lim.min_guidance}) and limits.max_guidance ({lim.max_guidance})"
+        )
+    if lim.min_side > lim.max_side:
+        raise ConfigError(f"limits.min_side = {lim.min_side}: must not exceed limits.max_side")
+    for ratio in lim.aspect_ratios:
+        parts = ratio.split(":")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ConfigError(f"limits.aspect_ratios: {ratio!r} is not of the form W:H, e.g. 16:9")
+    tg = config.telegram
+    if tg.enabled and tg.mode == "webhook" and not tg.webhook_url.startswith("https://"):
+        raise ConfigError(
+            f"telegram.webhook_url = {tg.webhook_url!r}: webhook mode needs an https:// URL"
+        )
+    for device in config.engine.devices:
+        if device not in ("auto", "cpu") and not _is_cuda_device(device):
+            raise ConfigError(
+                f"engine.devices: {device!r} is not a device; use \"auto\", \"cpu\" or \"cuda:N\""
+            )
+
+
+def _is_cuda_device(device: str) -> bool:
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and (index == "" or index.isdigit())
+

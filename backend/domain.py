@@ -1,0 +1,276 @@
+"""Typed values that cross layers: requests, jobs, job events and the status snapshot.
+
+Everything here is a frozen dataclass or an enum; nothing here does I/O or imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Platform(StrEnum):
+    """Where a request came from (and where its result goes back to)."""
+
+    TELEGRAM = "telegram"
+    DISCORD = "discord"
+    CLI = "cli"
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked. Ids are strings so that every platform fits."""
+
+    platform: Platform
+    user_id: str
+    display_name: str = ""
+    chat_id: str | None = None  # Telegram chat / Discord channel
+    guild_id: str | None = None  # Discord guild; None in DMs and on Telegram
+    language: str = "en"  # IETF tag as the platform reports it ("en", "zh-hans", "zh-CN")
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where the adapter should deliver the result; opaque to the backend.
+
+    ``message_id`` is the adapter's status message (Telegram) or original response; ``token`` is an
+    adapter-specific handle such as a Discord interaction token (never logged).
+    """
+
+    chat_id: str
+    message_id: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ImagineRequest:
+    """A user's request as the adapter parsed it. ``None`` means "use the configured default".
+
+    Size is either ``aspect`` ("16:9") or ``width``/``height``; the backend resolves and validates.
+    """
+
+    prompt: str
+    requester: Requester
+    reply_to: ReplyTarget
+    seed: int | None = None
+    steps: int | None = None
+    width: int | None = None
+    height: int | None = None
+    aspect: str | None = None
+    guidance: float | None = None
+    parent_job_id: str | None = None  # set for rerolls and variations
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Fully resolved, validated parameters of one generation: what the engine receives."""
+
+    prompt: str
+    seed: int
+    steps: int
+    width: int
+    height: int
+    guidance: float
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of a job. Terminal states never change again."""
+
+    QUEUED = "queued"  # committed to SQLite, waiting for a worker
+    RUNNING = "running"  # a worker's engine call is in progress
+    SUCCEEDED = "succeeded"  # image written to disk and recorded
+    FAILED = "failed"  # engine error, OOM, or interrupted twice; error_key says why
+    CANCELLED = "cancelled"  # cancelled by its user or an admin
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where the seconds of one job went."""
+
+    wait_s: float = 0.0
+    text_encode_s: float = 0.0
+    denoise_s: float = 0.0
+    decode_s: float = 0.0
+
+    @property
+    def generate_s(self) -> float:
+        return self.text_encode_s + self.denoise_s + self.decode_s
+
+
+@dataclass(frozen=True)
+class Job:
+    """One accepted request and everything that happened to it, as stored in SQLite."""
+
+    id: str  # short, URL-safe, fits in Telegram callback_data and Discord custom_id
+    params: GenerationParams
+    requester: Requester
+    reply_to: ReplyTarget
+    status: JobStatus
+    created_at: float  # unix seconds
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    result_path: Path | None = None
+    error_key: str | None = None
+    error_detail: str | None = None
+    timings: Timings | None = None
+    worker: str | None = None  # device that ran it
+    prompt_truncated: bool = False
+    delivered_at: float | None = None
+    parent_job_id: str | None = None
+
+
+# ---- job events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Waiting. ``warming_percent`` is set while the engine is still loading."""
+
+    job_id: str
+    position: int  # 1 = next to run
+    eta_s: float | None
+    warming_percent: float | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    job_id: str
+    worker: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: str
+    step: int  # 1-based, completed denoising steps
+    total: int
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    job_id: str
+    image_path: Path
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: str
+    reason_key: str  # translation key
+    detail: str  # for logs and admins
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    job_id: str
+
+
+JobEvent = Queued | Started | Progress | Succeeded | Failed | Cancelled
+TERMINAL_EVENTS = (Succeeded, Failed, Cancelled)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What ``Service.submit`` returns once the job is on disk."""
+
+    job: Job
+    position: int
+    eta_s: float | None
+
+
+# ---- status snapshot --------------------------------------------------------------------------
+
+
+class LoadState(StrEnum):
+    PENDING = "pending"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    """Load state of one model component (clip, t5, vae, dit) on one worker."""
+
+    name: str
+    state: LoadState = LoadState.PENDING
+    bytes_read: int = 0
+    bytes_total: int = 0
+    seconds: float = 0.0
+    device: str = ""  # where its weights rest: "cpu", "cuda:0"
+    dtype: str = ""  # "bfloat16", "float8_e4m3fn"
+    error: str | None = None
+
+    @property
+    def fraction(self) -> float:
+        if self.state is LoadState.READY:
+            return 1.0
+        return self.bytes_read / self.bytes_total if self.bytes_total else 0.0
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """Snapshot of one engine (one worker's pipeline)."""
+
+    device: str
+    device_name: str = ""
+    profile: str = ""  # chosen placement profile, e.g. "balanced"
+    profile_reason: str = ""  # why auto chose it
+    components: tuple[ComponentState, ...] = ()
+    warmed_up: bool = False
+    error: str | None = None
+    vram_used_bytes: int | None = None
+    vram_total_bytes: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.warmed_up and self.error is None
+
+    @property
+    def load_fraction(self) -> float:
+        """0..1 over all components by bytes; warm-up counts as the last 5 %."""
+        total = sum(c.bytes_total for c in self.components)
+        done = sum(
+            c.bytes_total if c.state is LoadState.READY else c.bytes_read for c in self.components
+        )
+        loaded = done / total if total else 0.0
+        return 1.0 if self.warmed_up else min(0.95 * loaded, 0.95)
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    job_id: str
+    worker: str
+    step: int
+    total: int
+    requester: Requester
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """Everything /status shows, in one frozen object."""
+
+    engines: tuple[EngineState, ...]
+    queue_length: int
+    running: tuple[RunningJob, ...]
+    done_last_hour: int
+    failed_last_hour: int
+    mean_s_per_image_last_hour: float | None
+    uptime_s: float
+    process_rss_bytes: int
+    accepting: bool
+    versions: tuple[tuple[str, str], ...] = ()
+
+
+class HistoryScope(StrEnum):
+    """Whose jobs ``Service.history`` lists; CHAT and ALL are for admins."""
+
+    USER = "user"
+    CHAT = "chat"
+    ALL = "all"

@@ -1,0 +1,1 @@
+"""Generation engines. Importing this package must not import torch or diffsynth."""

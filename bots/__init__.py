@@ -1,0 +1,1 @@
+"""Chat adapters (Telegram, Discord, CLI) and what they share: parsing, translations, rendering."""
