@@ -30,7 +30,7 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
 from __future__ import annotations
 
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from backend.config import Config
@@ -53,7 +53,15 @@ class Service:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, config: Config, engines: Sequence[Engine]) -> AsyncIterator[Service]:
+    async def open(
+        cls, config: Config, engine_factory: Callable[[], Sequence[Engine]]
+    ) -> AsyncIterator[Service]:
+        """Open the store, recover, start accepting jobs at once.
+
+        ``engine_factory`` is blocking (it may import torch to count GPUs): it runs in a background
+        thread after the service already accepts jobs; each engine's ``load`` then runs in its
+        worker's thread. Jobs wait in the queue meanwhile.
+        """
         raise NotImplementedError
         yield  # pragma: no cover
 
