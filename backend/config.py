@@ -169,7 +169,7 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
             if not isinstance(raw[section], dict):
                 raise ConfigError(f"[{section}] must be a table")
             raw[section]["token"] = env[var]
-    config = _build(Config, raw, "")
+    config: Config = _build(Config, raw, "")
     _check_cross_fields(config)
     return config
 
@@ -192,7 +192,7 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, name: str, meta: Mapping[str, Any]) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, name)
     shown = "<redacted>" if hint is Secret else repr(value)
     if hint is bool:
@@ -273,11 +273,10 @@ def _check_cross_fields(config: Config) -> None:
     for device in config.engine.devices:
         if device not in ("auto", "cpu") and not _is_cuda_device(device):
             raise ConfigError(
-                f"engine.devices: {device!r} is not a device; use \"auto\", \"cpu\" or \"cuda:N\""
+                f'engine.devices: {device!r} is not a device; use "auto", "cpu" or "cuda:N"'
             )
 
 
 def _is_cuda_device(device: str) -> bool:
     prefix, _, index = device.partition(":")
     return prefix == "cuda" and (index == "" or index.isdigit())
-

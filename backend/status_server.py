@@ -1,0 +1,55 @@
+"""Loopback HTTP endpoint that `majicbot status` reads: ``GET /status`` → the status snapshot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from aiohttp import ClientConnectionError, ClientSession, ClientTimeout, web
+
+from backend.domain import StatusSnapshot
+from backend.errors import MajicbotError
+from backend.serialization import from_jsonable, to_jsonable
+
+SnapshotSource = Callable[[], Awaitable[StatusSnapshot]]
+
+
+class NotRunning(MajicbotError):
+    """No majicbot instance answers on the status address."""
+
+
+@asynccontextmanager
+async def serve_status(host: str, port: int, snapshot: SnapshotSource) -> AsyncIterator[int]:
+    """Serve ``/status`` on ``host:port`` while the block runs; yields the bound port."""
+
+    async def handle(_: web.Request) -> web.Response:
+        return web.json_response(to_jsonable(await snapshot()))
+
+    app = web.Application()
+    app.router.add_get("/status", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        server = site._server  # aiohttp keeps the asyncio server here; needed for port 0
+        sockets = getattr(server, "sockets", None) or ()
+        yield sockets[0].getsockname()[1] if sockets else port
+    finally:
+        await runner.cleanup()
+
+
+async def fetch_status(host: str, port: int, timeout_s: float = 5.0) -> StatusSnapshot:
+    """Ask a running instance for its snapshot; raises ``NotRunning`` if none answers."""
+    url = f"http://{host}:{port}/status"
+    try:
+        async with (
+            ClientSession(timeout=ClientTimeout(total=timeout_s)) as session,
+            session.get(url) as response,
+        ):
+            response.raise_for_status()
+            data = json.loads(await response.text())
+    except (ClientConnectionError, TimeoutError) as exc:
+        raise NotRunning(f"no majicbot instance answers on {host}:{port} ({exc})") from None
+    return from_jsonable(StatusSnapshot, data)

@@ -1,0 +1,230 @@
+"""The ``majicbot`` command line: serve, imagine, download, status.
+
+Exit status: 0 success, 1 runtime failure (generation failed, instance not running), 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from backend.config import Config, load_config
+from backend.domain import (
+    Cancelled,
+    Failed,
+    ImagineRequest,
+    Platform,
+    Progress,
+    Queued,
+    ReplyTarget,
+    Requester,
+    Started,
+    Succeeded,
+)
+from backend.errors import ConfigError, MajicbotError, UserError
+from backend.logs import setup_logging
+
+DEFAULT_CONFIG = Path("config.toml")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="majicbot",
+        description="Self-hosted FLUX.1 text-to-image service for Telegram and Discord.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"TOML config file (default: {DEFAULT_CONFIG} if it exists, else built-in defaults)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the backend and every bot enabled in the config")
+    serve.add_argument(
+        "--backend-only",
+        action="store_true",
+        help="run without any chat bot (backend and status endpoint only)",
+    )
+
+    imagine = sub.add_parser("imagine", help="generate one image from the command line")
+    imagine.add_argument("prompt", help="what to draw")
+    imagine.add_argument("--seed", type=int, help="0..4294967295 (default: random)")
+    imagine.add_argument("--steps", type=int, help="denoising steps (default from config)")
+    size = imagine.add_mutually_exclusive_group()
+    size.add_argument("--size", help="WIDTHxHEIGHT, multiples of 16, e.g. 1024x768")
+    size.add_argument("--ar", help="aspect ratio such as 16:9 (about the default pixel count)")
+    imagine.add_argument("--guidance", type=float, help="embedded guidance (default from config)")
+    imagine.add_argument("-o", "--output", type=Path, help="copy the PNG here")
+
+    download = sub.add_parser("download", help="fetch the configured model weights into models/")
+    download.add_argument(
+        "--check", action="store_true", help="only verify the files already present"
+    )
+
+    sub.add_parser("status", help="show the state of a running instance")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``majicbot`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(f"majicbot: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(config.service.log_level, _secrets(config))
+    command = args.command
+    if command == "serve":
+        return _serve(config, backend_only=args.backend_only)
+    if command == "imagine":
+        return asyncio.run(_imagine(config, args, sys.stdout))
+    if command == "download":
+        from backend.download import run_download
+
+        return run_download(config, check_only=args.check, out=sys.stdout)
+    return asyncio.run(_status(config, sys.stdout))
+
+
+def _load(path: Path | None) -> Config:
+    if path is None:
+        return load_config(DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    return load_config(path)
+
+
+def _secrets(config: Config) -> list[str]:
+    return [
+        str(s)
+        for s in (config.telegram.token, config.telegram.webhook_secret, config.discord.token)
+        if s
+    ]
+
+
+def _serve(config: Config, *, backend_only: bool) -> int:
+    if not (config.telegram.enabled or config.discord.enabled or backend_only):
+        print(
+            "majicbot: no chat bot is enabled. In config.toml set telegram.enabled = true and "
+            "export TELEGRAM_BOT_TOKEN, and/or discord.enabled = true and export "
+            "DISCORD_BOT_TOKEN (or pass --backend-only).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return asyncio.run(_serve_until_signal(config))
+
+
+async def _serve_until_signal(config: Config) -> int:
+    from bots.app import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await serve(config, stop)
+    except MajicbotError as exc:
+        logging.getLogger("majicbot.cli").error("%s", exc)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _size_args(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    if not args.size:
+        return None, None
+    width, sep, height = args.size.lower().replace("×", "x").partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise UserError("error.size_invalid", detail=f"--size {args.size!r}: use WIDTHxHEIGHT")
+    return int(width), int(height)
+
+
+async def _imagine(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    from tqdm import tqdm
+
+    from backend.service import Service
+    from bots.app import default_engine_factory
+
+    user = getpass.getuser()
+    try:
+        width, height = _size_args(args)
+        request = ImagineRequest(
+            prompt=args.prompt,
+            requester=Requester(Platform.CLI, user_id=user, display_name=user),
+            reply_to=ReplyTarget(chat_id="cli"),
+            seed=args.seed,
+            steps=args.steps,
+            width=width,
+            height=height,
+            aspect=args.ar,
+            guidance=args.guidance,
+        )
+        async with Service.open(config, default_engine_factory(config)) as service:
+            submission = await service.submit(request)
+            print(f"job {submission.job.id}: seed {submission.job.params.seed}", file=out)
+            bar: tqdm[None] | None = None
+            async for event in service.subscribe(submission.job.id):
+                if isinstance(event, Queued) and event.warming_percent is not None:
+                    bar = bar or tqdm(total=100, desc="loading model", unit="%")
+                    bar.n = int(event.warming_percent)
+                    bar.refresh()
+                elif isinstance(event, Started):
+                    if bar is not None:
+                        bar.close()
+                    bar = tqdm(total=submission.job.params.steps, desc="denoising", unit="step")
+                elif isinstance(event, Progress) and bar is not None:
+                    bar.n = event.step
+                    bar.refresh()
+                elif isinstance(event, Succeeded):
+                    if bar is not None:
+                        bar.close()
+                    return _report_image(event, args.output, out)
+                elif isinstance(event, Failed | Cancelled):
+                    if bar is not None:
+                        bar.close()
+                    reason = event.detail if isinstance(event, Failed) else "cancelled"
+                    print(f"majicbot: generation failed: {reason}", file=sys.stderr)
+                    return EXIT_FAILED
+    except UserError as exc:
+        print(f"majicbot: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def _report_image(event: Succeeded, output: Path | None, out: TextIO) -> int:
+    path = event.image_path
+    if output is not None:
+        shutil.copyfile(path, output)
+        path = output
+    t = event.timings
+    print(
+        f"{path}  (text {t.text_encode_s:.2f} s, denoise {t.denoise_s:.2f} s, "
+        f"decode {t.decode_s:.2f} s)",
+        file=out,
+    )
+    return EXIT_OK
+
+
+async def _status(config: Config, out: TextIO) -> int:
+    from backend.status_server import NotRunning, fetch_status
+    from bots.render import render_status
+
+    try:
+        snapshot = await fetch_status(config.service.status_host, config.service.status_port)
+    except NotRunning as exc:
+        print(f"majicbot is not running: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(render_status(snapshot, "en"), file=out)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

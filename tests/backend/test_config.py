@@ -1,0 +1,101 @@
+"""Config loading: defaults, the example file, and the mistakes people make."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from backend.config import Config, Secret, load_config
+from backend.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_file_documents_exactly_the_defaults() -> None:
+    assert load_config(ROOT / "config.example.toml", env={}) == Config()
+
+
+def test_example_file_names_every_key() -> None:
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    for section in dataclasses.fields(Config):
+        assert f"[{section.name}]" in text
+        for key in dataclasses.fields(getattr(Config(), section.name)):
+            assert f"\n{key.name} = " in text, f"{section.name}.{key.name} undocumented"
+
+
+def test_values_are_read_into_frozen_dataclasses(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[engine]\ndevices = ["cuda:0", "cuda:1"]\nprofile = "balanced"\n'
+        "[limits]\nmax_steps = 40\ndefault_guidance = 4\n"
+        '[telegram]\nadmins = [12345, "678"]\n',
+    )
+    config = load_config(path, env={})
+    assert config.engine.devices == ("cuda:0", "cuda:1")
+    assert config.engine.profile == "balanced"
+    assert config.limits.max_steps == 40
+    assert config.limits.default_guidance == 4.0
+    assert config.telegram.admins == ("12345", "678")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.limits.max_steps = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[limits]\nmax_steps = "many"\n', "limits.max_steps = 'many': must be an integer"),
+        ("[limits]\nmax_steps = 0\n", "limits.max_steps = 0: must be between 1 and 200"),
+        ("[limits]\nmax_stepz = 5\n", "unknown key 'limits.max_stepz' (did you mean 'max_steps'?)"),
+        ('[enigne]\nprofile = "gpu"\n', "unknown key 'enigne' (did you mean 'engine'?)"),
+        ('[engine]\nprofile = "fast"\n', "engine.profile = 'fast': must be one of 'auto', 'gpu'"),
+        ("[engine]\nwarmup = 1\n", "engine.warmup = 1: must be true or false"),
+        ("[limits]\ndefault_side = 1000\n", "limits.default_side = 1000: must be a multiple of 16"),
+        ('[engine]\ndevices = ["gpu0"]\n', "engine.devices: 'gpu0' is not a device"),
+        ('[limits]\naspect_ratios = ["wide"]\n', "'wide' is not of the form W:H"),
+        ("[limits]\ndefault_steps = 60\n", "limits.default_steps = 60: must not exceed"),
+        ("limits = 3\n", "limits must be a table"),
+        ("[limits\n", "is not valid TOML"),
+    ],
+)
+def test_common_mistakes_name_key_value_and_what_is_allowed(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+    assert message in str(caught.value)
+
+
+def test_enabled_bot_without_token_says_which_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="set the environment variable TELEGRAM_BOT_TOKEN"):
+        load_config(write(tmp_path, "[telegram]\nenabled = true\n"), env={})
+
+
+def test_token_from_environment_wins_and_is_redacted(tmp_path: Path) -> None:
+    path = write(tmp_path, '[discord]\nenabled = true\ntoken = "file-token-123"\n')
+    config = load_config(path, env={"DISCORD_BOT_TOKEN": "env-token-456"})
+    assert config.discord.token == "env-token-456"
+    assert isinstance(config.discord.token, Secret)
+    assert "env-token-456" not in repr(config)
+    assert "env-token-456" not in str(config)
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", env={})
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path, env={})  # a directory
+
+
+def test_wrong_type_of_secret_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "[telegram]\ntoken = 123456789\n"), env={})
+    assert "123456789" not in str(caught.value)
+    assert "telegram.token = <redacted>: must be a string" in str(caught.value)

@@ -1,0 +1,100 @@
+"""The `majicbot` command line: help, configuration errors, and commands that need nothing running."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bots.cli import EXIT_FAILED, EXIT_USAGE, main
+
+MAJICBOT = str(Path(sys.executable).with_name("majicbot"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_console_script_help_lists_every_command() -> None:
+    result = subprocess.run(
+        [MAJICBOT, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0
+    for command in ("serve", "imagine", "download", "status"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("serve", "--backend-only"),
+        ("imagine", "--seed"),
+        ("download", "--check"),
+        ("status", "usage: majicbot status"),
+    ],
+)
+def test_every_subcommand_has_help(
+    command: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--help"])
+    assert caught.value.code == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_imagine_size_and_aspect_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["imagine", "a fox", "--size", "512x512", "--ar", "16:9"])
+    assert caught.value.code == EXIT_USAGE
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_bad_config_exits_2_with_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[limits]\nmax_steps = -1\n", encoding="utf-8")
+    assert main(["--config", str(config), "status"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "configuration error: limits.max_steps = -1: must be between 1 and 200" in err
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "absent.toml"), "serve"]) == EXIT_USAGE
+    assert "does not exist (copy config.example.toml to start)" in capsys.readouterr().err
+
+
+def test_serve_without_any_bot_says_how_to_enable_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\ndata_dir = "{tmp_path}"\n', encoding="utf-8")
+    assert main(["--config", str(config), "serve"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no chat bot is enabled" in err
+    assert "TELEGRAM_BOT_TOKEN" in err
+
+
+def test_enabled_bot_without_token_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISCORD_BOT_TOKEN", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text("[discord]\nenabled = true\n", encoding="utf-8")
+    assert main(["--config", str(config), "serve"]) == EXIT_USAGE
+    assert "DISCORD_BOT_TOKEN" in capsys.readouterr().err
+
+
+def test_status_when_nothing_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f"[service]\nstatus_port = {free_port()}\n", encoding="utf-8")
+    assert main(["--config", str(config), "status"]) == EXIT_FAILED
+    assert "majicbot is not running: no majicbot instance answers on 127.0.0.1:" in (
+        capsys.readouterr().err
+    )
