@@ -28,6 +28,9 @@ class Requester:
     chat_id: str | None = None  # Telegram chat / Discord channel
     guild_id: str | None = None  # Discord guild; None in DMs and on Telegram
     language: str = "en"  # IETF tag as the platform reports it ("en", "zh-hans", "zh-CN")
+    # Set by an adapter when the platform itself grants admin rights that config ids cannot
+    # express (Discord: a configured admin role, or Manage Server). Service.is_admin honours it.
+    platform_admin: bool = False
 
 
 @dataclass(frozen=True)
