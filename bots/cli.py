@@ -132,6 +132,9 @@ async def _serve_until_signal(config: Config) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         await serve(config, stop)
+    except ConfigError as exc:
+        print(f"majicbot: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except MajicbotError as exc:
         logging.getLogger("majicbot.cli").error("%s", exc)
         return EXIT_FAILED

@@ -1,4 +1,4 @@
-"""The `majicbot` command line: help, configuration errors, and commands that need nothing running."""
+"""The `majicbot` command line: help, config errors, and commands that need nothing running."""
 
 from __future__ import annotations
 

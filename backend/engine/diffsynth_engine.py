@@ -1,0 +1,427 @@
+"""The FLUX.1 engine on DiffSynth-Studio: one ``FluxImagePipeline`` on one device.
+
+Usage (what a worker does, always from its own thread)::
+
+    engine = DiffsynthEngine(config, "cuda:0")    # cheap: no torch import
+    engine.load(report)                            # imports torch/diffsynth, loads, warms up
+    result = engine.generate(params, on_step, cancelled)
+    engine.state()                                 # from any thread
+    engine.close()
+
+Loading composes the pipeline the way ``FluxImagePipeline.from_pretrained`` does (detect each file
+by diffsynth's key hash against ``MODEL_CONFIGS``, then ``ModelPool.load_model_file`` with a
+``vram_config``), but one component at a time, in the order CLIP, T5, VAE, DiT, so that each one's
+progress can be reported and the placement of each comes from the chosen profile
+(``backend.engine.profiles``). Nothing touches the network: files are checked first, and
+``DIFFSYNTH_SKIP_DOWNLOAD`` is set for anything diffsynth might otherwise fetch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from backend.config import Config
+from backend.domain import ComponentState, EngineState, GenerationParams, LoadState, Timings
+from backend.engine.files import (
+    LOAD_ORDER,
+    Component,
+    ModelFiles,
+    check_files,
+    component_parameters,
+    describe_problems,
+    model_files,
+)
+from backend.engine.profiles import Choice, Memory, Placement, choose_profile
+from backend.engine.protocol import CancelCheck, GenerationResult, LoadReport, StepCallback
+from backend.errors import (
+    EngineError,
+    GenerationCancelled,
+    ModelFilesMissing,
+    OutOfMemory,
+    ProfileDoesNotFit,
+)
+
+log = logging.getLogger(__name__)
+
+WARMUP_STEPS = 1
+WARMUP_SIDE_GPU = 256
+WARMUP_SIDE_CPU = 64
+
+
+class DiffsynthEngine:
+    """One FLUX pipeline on one device ("cpu" or "cuda:N"); implements ``Engine``."""
+
+    def __init__(self, config: Config, device: str) -> None:
+        self._config = config
+        self._device = "cuda:0" if device == "cuda" else device
+        self._lock = threading.Lock()
+        self._files: ModelFiles = model_files(config)
+        components = tuple(ComponentState(c.value) for c in LOAD_ORDER)
+        self._state = EngineState(device=self._device, components=components)
+        self._pipe: Any = None
+        self._choice: Choice | None = None
+        self._torch: Any = None
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def state(self) -> EngineState:
+        """Current snapshot; safe from any thread (VRAM figures are refreshed by the engine)."""
+        with self._lock:
+            return self._state
+
+    def _update(self, report: LoadReport | None = None, **changes: Any) -> None:
+        with self._lock:
+            self._state = dataclasses.replace(self._state, **changes)
+            snapshot = self._state
+        if report is not None:
+            report(snapshot)
+
+    def _set_component(self, report: LoadReport, component: Component, **changes: Any) -> None:
+        with self._lock:
+            parts = tuple(
+                dataclasses.replace(c, **changes) if c.name == component.value else c
+                for c in self._state.components
+            )
+            self._state = dataclasses.replace(self._state, components=parts)
+            snapshot = self._state
+        report(snapshot)
+
+    # ---- load ----------------------------------------------------------------------------
+
+    def load(self, report: LoadReport) -> None:
+        """Check files, import torch/diffsynth, choose the profile, load CLIP, T5, VAE, then the
+        DiT, then warm up. Raises ModelFilesMissing, ProfileDoesNotFit or EngineError."""
+        try:
+            self._load(report)
+        except EngineError as exc:
+            self._update(report, error=exc.detail)
+            raise
+        except Exception as exc:  # an unexpected failure still leaves a readable state
+            error = EngineError(f"engine {self._device} failed to load: {exc!r}")
+            self._update(report, error=error.detail)
+            raise error from exc
+
+    def _load(self, report: LoadReport) -> None:
+        self._files = model_files(self._config)  # files may have appeared since construction
+        self._report_totals(report)
+        self._check_files(report)
+        torch = self._import_heavy()
+        self._check_recognised(report)
+        choice = self._choose(report)
+        pipe = self._new_pipeline()
+        for component in LOAD_ORDER:
+            self._load_component(report, pipe, component, choice.profile.placement(component))
+        pipe.vram_management_enabled = pipe.check_vram_management_state()
+        self._pipe = pipe
+        if self._config.engine.compile:
+            pipe.compile_pipeline()
+        if self._config.engine.warmup:
+            self._warm_up()
+        self._refresh_vram(torch)
+        self._update(report, warmed_up=True)
+
+    def _report_totals(self, report: LoadReport) -> None:
+        for comp in self._files.components:
+            self._set_component(report, comp.component, bytes_total=comp.bytes_total)
+
+    def _check_files(self, report: LoadReport) -> None:
+        problems = check_files(self._files)
+        if problems:
+            self._fail_missing(report, problems)
+
+    def _check_recognised(self, report: LoadReport) -> None:
+        from backend.engine.detect import recognise
+
+        problems = recognise(self._files)
+        if problems:
+            self._fail_missing(report, problems)
+
+    def _fail_missing(self, report: LoadReport, problems: list[Any]) -> None:
+        message = describe_problems(self._files, problems)
+        for comp in self._files.components:
+            reasons = [p.reason for p in problems if p.path in comp.expected]
+            if reasons:
+                error = "; ".join(dict.fromkeys(reasons))
+                self._set_component(report, comp.component, state=LoadState.FAILED, error=error)
+        files = [p.describe(self._files.models_dir) for p in problems]
+        raise ModelFilesMissing(message, files="\n".join(files), command="majicbot download")
+
+    def _import_heavy(self) -> Any:
+        os.environ.setdefault("DIFFSYNTH_SKIP_DOWNLOAD", "True")
+        import diffsynth  # noqa: F401  (slow: ~8 s on a small CPU; torchvision comes with it)
+        import torch
+
+        self._torch = torch
+        if self._device.startswith("cuda") and not torch.cuda.is_available():
+            raise EngineError(f"engine.devices lists {self._device} but CUDA is not available")
+        if not hasattr(torch.cpu, "empty_cache"):
+            # diffsynth calls torch.<device type>.empty_cache(); torch.cpu has none.
+            setattr(torch.cpu, "empty_cache", lambda: None)  # noqa: B010
+        return torch
+
+    def _choose(self, report: LoadReport) -> Choice:
+        memory = self._measure_memory()
+        params = component_parameters(self._files)
+        engine = self._config.engine
+        choice = choose_profile(engine.profile, self._device, memory, params, engine.vram_margin_gb)
+        log.info("engine %s: profile %s — %s", self._device, choice.profile.name, choice.reason)
+        self._choice = choice
+        self._update(
+            report,
+            profile=choice.profile.name,
+            profile_reason=choice.reason,
+            device_name=self._device_name(),
+        )
+        return choice
+
+    def _measure_memory(self) -> Memory:
+        host = _host_available_bytes()
+        if self._device == "cpu":
+            return Memory(vram_free=0, vram_total=0, host_available=host)
+        torch = self._torch
+        driver_free, total = torch.cuda.mem_get_info(self._device)
+        free = driver_free
+        fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+        if fraction is not None:
+            # set_per_process_memory_fraction caps this process below what the driver reports.
+            cap = int(fraction(self._device) * total) - torch.cuda.memory_reserved(self._device)
+            free = min(free, cap)
+        return Memory(free, total, host, vram_device_used=total - driver_free)
+
+    def _device_name(self) -> str:
+        if self._device == "cpu":
+            return f"CPU {platform.machine()} ({os.cpu_count()} threads)"
+        return str(self._torch.cuda.get_device_name(self._device))
+
+    def _new_pipeline(self) -> Any:
+        import transformers
+        from diffsynth.pipelines.flux_image import FluxImagePipeline
+
+        # The classes FluxImagePipeline.from_pretrained uses (T5TokenizerFast is a lazy alias).
+        t5_tokenizer: Any = transformers.T5TokenizerFast  # type: ignore[attr-defined]
+        clip_tokenizer: Any = transformers.CLIPTokenizer
+        pipe = FluxImagePipeline(device=self._device, torch_dtype=self._torch.bfloat16)
+        pipe.tokenizer_1 = clip_tokenizer.from_pretrained(str(self._files.tokenizer_1))
+        pipe.tokenizer_2 = t5_tokenizer.from_pretrained(str(self._files.tokenizer_2))
+        return pipe
+
+    def _load_component(
+        self, report: LoadReport, pipe: Any, component: Component, placement: Placement
+    ) -> None:
+        from diffsynth.models.model_loader import ModelPool
+
+        from backend.engine.detect import diffsynth_path, model_entries
+
+        files = self._files.of(component)
+        rest = placement.rest
+        self._set_component(
+            report, component, state=LoadState.LOADING, device=rest.device, dtype=rest.dtype
+        )
+        started = time.perf_counter()
+        pool, path = ModelPool(), diffsynth_path(files)
+        vram_config = self._vram_config(placement)
+        limit = self._choice.vram_limit_gb if self._choice and placement.managed else None
+        try:
+            for name, entry in model_entries(files).items():
+                model = pool.load_model_file(entry, path, vram_config, vram_limit=limit)
+                setattr(pipe, _PIPE_ATTRIBUTES[name], model)
+        except Exception as exc:
+            seconds = time.perf_counter() - started
+            self._set_component(
+                report, component, state=LoadState.FAILED, seconds=seconds, error=str(exc)
+            )
+            raise self._load_error(component, exc) from exc
+        seconds = time.perf_counter() - started
+        self._set_component(
+            report, component, state=LoadState.READY, bytes_read=files.bytes_total, seconds=seconds
+        )
+        self._refresh_vram(self._torch, report)
+        log.info("engine %s: %s ready in %.1f s on %s", self._device, component, seconds, rest)
+
+    def _vram_config(self, placement: Placement) -> dict[str, Any]:
+        def dtype(name: str | None) -> Any:
+            return None if name is None else getattr(self._torch, name)
+
+        config: dict[str, Any] = {}
+        for state in ("offload", "onload", "preparing", "computation"):
+            place = getattr(placement, state)
+            config[f"{state}_device"] = None if place is None else place.device
+            config[f"{state}_dtype"] = dtype(None if place is None else place.dtype)
+        return config
+
+    def _load_error(self, component: Component, exc: BaseException) -> EngineError:
+        profile = self._choice.profile.name if self._choice else "?"
+        if isinstance(exc, self._torch.OutOfMemoryError):
+            self._free_cache()
+            return ProfileDoesNotFit(
+                f"out of memory while loading the {component.value} with profile {profile} on "
+                f"{self._device}; choose a smaller engine.profile (balanced or lowvram)",
+                profile=profile,
+            )
+        return EngineError(f"loading the {component.value} failed: {exc}")
+
+    def _warm_up(self) -> None:
+        side = WARMUP_SIDE_CPU if self._device == "cpu" else WARMUP_SIDE_GPU
+        params = GenerationParams("warm-up", 0, WARMUP_STEPS, side, side, 3.5)
+        started = time.perf_counter()
+        self.generate(params, lambda step, total: None, lambda: False)
+        log.info("engine %s: warm-up took %.1f s", self._device, time.perf_counter() - started)
+
+    # ---- generate ------------------------------------------------------------------------
+
+    def generate(
+        self, params: GenerationParams, on_step: StepCallback, cancelled: CancelCheck
+    ) -> GenerationResult:
+        """Run one generation; raises GenerationCancelled, OutOfMemory or EngineError."""
+        pipe = self._pipe
+        if pipe is None:
+            raise EngineError(f"engine {self._device} is not loaded")
+        torch = self._torch
+        clock = _StageClock(self._synchronize)
+        progress = _progress(clock, on_step, cancelled, self._synchronize)
+        truncated = self._t5_token_count(params.prompt) > self._config.engine.t5_max_tokens
+        try:
+            image = pipe(
+                prompt=params.prompt,
+                seed=params.seed,
+                num_inference_steps=params.steps,
+                height=params.height,
+                width=params.width,
+                embedded_guidance=params.guidance,
+                t5_sequence_length=self._config.engine.t5_max_tokens,
+                rand_device="cpu",
+                progress_bar_cmd=progress,
+            )
+        except torch.OutOfMemoryError as exc:
+            self._free_cache()
+            raise OutOfMemory(
+                f"CUDA out of memory on {self._device} at {params.width}x{params.height}: {exc}",
+                width=params.width,
+                height=params.height,
+            ) from None
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"generation failed on {self._device}: {exc!r}") from exc
+        finally:
+            self._refresh_vram(torch)
+        profile = self._choice.profile.name if self._choice else ""
+        return GenerationResult(
+            image, clock.timings(), truncated, profile=profile, model=self._config.engine.model
+        )
+
+    def _t5_token_count(self, prompt: str) -> int:
+        """Tokens T5 would see, end-of-sequence included (the pipeline cuts at t5_max_tokens)."""
+        return len(self._pipe.tokenizer_2(prompt, truncation=False).input_ids)
+
+    def _synchronize(self) -> None:
+        if self._device != "cpu":
+            self._torch.cuda.synchronize(self._device)
+
+    def _free_cache(self) -> None:
+        gc.collect()
+        if self._device != "cpu":
+            self._torch.cuda.empty_cache()
+
+    def _refresh_vram(self, torch: Any, report: LoadReport | None = None) -> None:
+        if self._device == "cpu" or torch is None:
+            return
+        free, total = torch.cuda.mem_get_info(self._device)
+        self._update(report, vram_used_bytes=total - free, vram_total_bytes=total)
+
+    def close(self) -> None:
+        """Drop the pipeline and give its GPU memory back. Safe to call more than once."""
+        self._pipe = None
+        if self._torch is not None:
+            self._free_cache()
+
+
+_PIPE_ATTRIBUTES = {
+    "flux_text_encoder_clip": "text_encoder_1",
+    "flux_text_encoder_t5": "text_encoder_2",
+    "flux_vae_encoder": "vae_encoder",
+    "flux_vae_decoder": "vae_decoder",
+    "flux_dit": "dit",
+}
+
+
+class _StageClock:
+    """Splits one pipeline call into text encoding, denoising and decoding.
+
+    The pipeline runs its units (text encoders, noise, ids) and then calls ``progress_bar_cmd``
+    on the timesteps: that call ends "text encode" (it includes moving the DiT into place, which
+    the pipeline does just before); the end of the step iterator ends "denoise"; the rest until
+    the image is returned is "decode". On CUDA each boundary synchronises so the times are real.
+    """
+
+    def __init__(self, synchronize: Callable[[], None]) -> None:
+        self._synchronize = synchronize
+        self._start = time.perf_counter()
+        self._denoise_start: float | None = None
+        self._denoise_end: float | None = None
+
+    def denoise_started(self) -> None:
+        self._synchronize()
+        self._denoise_start = time.perf_counter()
+
+    def denoise_finished(self) -> None:
+        self._synchronize()
+        self._denoise_end = time.perf_counter()
+
+    def timings(self) -> Timings:
+        self._synchronize()
+        end = time.perf_counter()
+        denoise_start = self._denoise_start or end
+        denoise_end = self._denoise_end or end
+        return Timings(
+            text_encode_s=denoise_start - self._start,
+            denoise_s=denoise_end - denoise_start,
+            decode_s=end - denoise_end,
+        )
+
+
+def _progress(
+    clock: _StageClock,
+    on_step: StepCallback,
+    cancelled: CancelCheck,
+    synchronize: Callable[[], None],
+) -> Callable[[Iterable[Any]], Iterator[Any]]:
+    """A ``progress_bar_cmd``: reports each finished step, raises when the job is cancelled."""
+
+    def wrap(timesteps: Iterable[Any]) -> Iterator[Any]:
+        items = list(timesteps)
+        total = len(items)
+        clock.denoise_started()
+        for index, timestep in enumerate(items):
+            if cancelled():
+                raise GenerationCancelled(f"cancelled before step {index + 1} of {total}")
+            yield timestep
+            synchronize()
+            on_step(index + 1, total)
+        clock.denoise_finished()
+
+    return wrap
+
+
+def _host_available_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else free physical pages."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -1,0 +1,90 @@
+"""Result images on disk: ``<outputs>/YYYY-MM-DD/<job>.png``, with an A1111 ``parameters`` chunk.
+
+The ``parameters`` text is what Automatic1111, Forge, ComfyUI's loaders and civitai read:
+
+    a cat in a hat
+    Steps: 28, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 3.5,
+    Seed: 42, Size: 1024x768, Model: majicflus_v1, Profile: balanced, Version: majicbot 0.1.0
+
+(one line after the prompt; wrapped here). FLUX.1-dev's guidance is "Distilled CFG Scale" in Forge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backend.domain import GenerationParams
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+
+def output_path(outputs_dir: Path, job_id: str, created_at: float) -> Path:
+    """Where the PNG of ``job_id`` goes: a folder per (local) day of acceptance."""
+    day = time.strftime("%Y-%m-%d", time.localtime(created_at))
+    return outputs_dir / day / f"{job_id}.png"
+
+
+def parameters_text(
+    params: GenerationParams, model: str, profile: str = "", version: str = ""
+) -> str:
+    """The A1111 ``parameters`` string for ``params``."""
+    fields = [
+        ("Steps", str(params.steps)),
+        ("Sampler", "Euler"),
+        ("Schedule type", "Simple"),
+        ("CFG scale", "1"),
+        ("Distilled CFG Scale", _number(params.guidance)),
+        ("Seed", str(params.seed)),
+        ("Size", f"{params.width}x{params.height}"),
+        ("Model", model),
+        ("Profile", profile),
+        ("Version", version),
+    ]
+    line = ", ".join(f"{name}: {_quote(value)}" for name, value in fields if value)
+    return f"{params.prompt}\n{line}"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _quote(value: str) -> str:
+    # A1111 quotes values that contain its separators.
+    return f'"{value}"' if any(ch in value for ch in ',:"\n') else value
+
+
+def write_png_sync(image: Image, path: Path, parameters: str) -> None:
+    """Encode and write atomically: a temp file in the same folder, fsync, then rename."""
+    from PIL.PngImagePlugin import PngInfo
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            image.save(fh, format="PNG", pnginfo=info)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+async def write_png(image: Image, path: Path, parameters: str) -> None:
+    """``write_png_sync`` in a thread: PIL encoding and file I/O stay off the event loop."""
+    await asyncio.to_thread(write_png_sync, image, path, parameters)
+
+
+def read_parameters(path: Path) -> str | None:
+    """The ``parameters`` text of a PNG (for tests and tools), or None."""
+    from PIL import Image as PILImage
+
+    with PILImage.open(path) as image:
+        text = image.info.get("parameters")
+    return text if isinstance(text, str) else None

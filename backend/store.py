@@ -1,0 +1,445 @@
+"""The job store: one SQLite file (aiosqlite, WAL) holding every job, its history, and users.
+
+Every write is one autocommitted statement, so a method that returns has made its change durable
+against a crash of this process (WAL with ``synchronous=NORMAL``: a power loss may drop the last
+transactions, a SIGKILL does not). Status transitions are recorded by triggers in
+``job_transitions``. The schema version lives in ``PRAGMA user_version``; ``MIGRATIONS[i]`` takes
+version ``i`` to ``i + 1`` and runs once, in order, when an older file is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from backend.domain import (
+    GenerationParams,
+    Job,
+    JobStatus,
+    Platform,
+    ReplyTarget,
+    Requester,
+    Timings,
+)
+
+log = logging.getLogger("majicbot.store")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 → 1: jobs, their status transitions, users.
+    """
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        platform TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        chat_id TEXT,
+        guild_id TEXT,
+        language TEXT NOT NULL,
+        reply_chat_id TEXT NOT NULL,
+        reply_message_id TEXT,
+        reply_token TEXT,
+        prompt TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        steps INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        guidance REAL NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        result_path TEXT,
+        error_key TEXT,
+        error_detail TEXT,
+        wait_s REAL,
+        text_encode_s REAL,
+        denoise_s REAL,
+        decode_s REAL,
+        worker TEXT,
+        prompt_truncated INTEGER NOT NULL DEFAULT 0,
+        delivered_at REAL,
+        parent_job_id TEXT
+    );
+    CREATE INDEX jobs_status ON jobs (status, seq);
+    CREATE INDEX jobs_user ON jobs (platform, user_id, created_at);
+    CREATE INDEX jobs_chat ON jobs (platform, chat_id, created_at);
+    CREATE INDEX jobs_finished ON jobs (finished_at);
+    CREATE TABLE job_transitions (
+        job_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX job_transitions_job ON job_transitions (job_id);
+    CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_transitions VALUES (NEW.id, NEW.status, NEW.created_at);
+    END;
+    CREATE TRIGGER jobs_status_changed AFTER UPDATE OF status ON jobs
+    WHEN NEW.status IS NOT OLD.status BEGIN
+        INSERT INTO job_transitions
+        VALUES (NEW.id, NEW.status, (julianday('now') - 2440587.5) * 86400.0);
+    END;
+    CREATE TABLE users (
+        platform TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        banned INTEGER NOT NULL DEFAULT 0,
+        hourly_quota INTEGER,
+        defaults TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (platform, user_id)
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_JOB_COLUMNS = (
+    "id, platform, user_id, display_name, chat_id, guild_id, language, reply_chat_id, "
+    "reply_message_id, reply_token, prompt, seed, steps, width, height, guidance, status, "
+    "attempts, created_at, started_at, finished_at, result_path, error_key, error_detail, "
+    "wait_s, text_encode_s, denoise_s, decode_s, worker, prompt_truncated, delivered_at, "
+    "parent_job_id"
+)
+_INSERT_JOB = (
+    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * len(_JOB_COLUMNS.split(',')))})"
+)
+_SELECT_JOB = f"SELECT seq, {_JOB_COLUMNS} FROM jobs"
+
+
+class DuplicateJobId(Exception):
+    """An insert hit an existing id (the caller draws a new one)."""
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """Per-user settings kept by the store."""
+
+    platform: Platform
+    user_id: str
+    banned: bool = False
+    hourly_quota: int | None = None  # None = the configured default
+    defaults: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Finished jobs over a window."""
+
+    succeeded: int
+    failed: int
+    mean_s_per_image: float | None
+
+
+class Store:
+    """Async access to the SQLite file. Open it with ``Store.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path) -> AsyncIterator[Store]:
+        """Open (creating it and its folder if needed), migrate, and close on exit."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await _migrate(db)
+            yield cls(db)
+        finally:
+            await db.close()
+
+    # ---- jobs ---------------------------------------------------------------------------------
+
+    async def insert_job(self, job: Job) -> int:
+        """Commit a new job; returns its sequence number (the order of acceptance)."""
+        try:
+            cursor = await self._db.execute(_INSERT_JOB, _job_row(job))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateJobId(job.id) from exc
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def get_job(self, job_id: str) -> Job | None:
+        rows = await self._fetch(f"{_SELECT_JOB} WHERE id = ?", (job_id,))
+        return _row_job(rows[0]) if rows else None
+
+    async def jobs_in(
+        self, statuses: Iterable[JobStatus], platform: Platform | None = None
+    ) -> list[tuple[int, Job]]:
+        """(seq, job) with one of ``statuses``, in the order they were accepted."""
+        wanted = [s.value for s in statuses]
+        sql = f"{_SELECT_JOB} WHERE status IN ({', '.join('?' * len(wanted))})"
+        args: list[Any] = list(wanted)
+        if platform is not None:
+            sql += " AND platform = ?"
+            args.append(platform.value)
+        rows = await self._fetch(sql + " ORDER BY seq", args)
+        return [(row["seq"], _row_job(row)) for row in rows]
+
+    async def undelivered(self, platform: Platform) -> list[Job]:
+        """Succeeded or failed jobs of ``platform`` not yet marked delivered, oldest first."""
+        rows = await self._fetch(
+            f"{_SELECT_JOB} WHERE status IN ('succeeded', 'failed') AND delivered_at IS NULL "
+            "AND platform = ? ORDER BY seq",
+            (platform.value,),
+        )
+        return [_row_job(row) for row in rows]
+
+    async def history(
+        self,
+        platform: Platform | None = None,
+        user_id: str | None = None,
+        chat_id: str | None = None,
+        limit: int = 10,
+    ) -> list[Job]:
+        """Newest first; each given filter narrows the list."""
+        clauses, args = [], []
+        for column, value in (
+            ("platform", platform.value if platform else None),
+            ("user_id", user_id),
+            ("chat_id", chat_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._fetch(f"{_SELECT_JOB}{where} ORDER BY seq DESC LIMIT ?", [*args, limit])
+        return [_row_job(row) for row in rows]
+
+    async def transitions(self, job_id: str) -> list[tuple[JobStatus, float]]:
+        """Every status the job went through, with its unix time, oldest first."""
+        rows = await self._fetch(
+            "SELECT status, at FROM job_transitions WHERE job_id = ? ORDER BY rowid", (job_id,)
+        )
+        return [(JobStatus(row["status"]), row["at"]) for row in rows]
+
+    async def mark_running(self, job_id: str, worker: str, started_at: float) -> None:
+        await self._update(
+            job_id, status=JobStatus.RUNNING.value, worker=worker, started_at=started_at
+        )
+
+    async def mark_succeeded(
+        self,
+        job_id: str,
+        result_path: Path,
+        timings: Timings,
+        finished_at: float,
+        prompt_truncated: bool,
+    ) -> None:
+        await self._update(
+            job_id,
+            status=JobStatus.SUCCEEDED.value,
+            result_path=str(result_path),
+            finished_at=finished_at,
+            prompt_truncated=int(prompt_truncated),
+            wait_s=timings.wait_s,
+            text_encode_s=timings.text_encode_s,
+            denoise_s=timings.denoise_s,
+            decode_s=timings.decode_s,
+        )
+
+    async def mark_failed(self, job_id: str, key: str, detail: str, finished_at: float) -> None:
+        await self._update(
+            job_id,
+            status=JobStatus.FAILED.value,
+            error_key=key,
+            error_detail=detail,
+            finished_at=finished_at,
+        )
+
+    async def mark_cancelled(self, job_id: str, finished_at: float) -> None:
+        await self._update(job_id, status=JobStatus.CANCELLED.value, finished_at=finished_at)
+
+    async def requeue(self, job_id: str, attempts: int) -> None:
+        """Back to queued (after an interruption or a graceful stop)."""
+        await self._update(
+            job_id, status=JobStatus.QUEUED.value, attempts=attempts, started_at=None, worker=None
+        )
+
+    async def mark_delivered(self, job_id: str, at: float) -> bool:
+        """False if there is no such job."""
+        cursor = await self._db.execute(
+            "UPDATE jobs SET delivered_at = ? WHERE id = ?", (at, job_id)
+        )
+        return cursor.rowcount > 0
+
+    # ---- counts and stats ---------------------------------------------------------------------
+
+    async def recent_submissions(self, since: float) -> list[tuple[Platform, str, float]]:
+        """(platform, user id, created_at) of jobs accepted since ``since``, oldest first."""
+        rows = await self._fetch(
+            "SELECT platform, user_id, created_at FROM jobs WHERE created_at >= ? ORDER BY seq",
+            (since,),
+        )
+        return [(Platform(r["platform"]), r["user_id"], r["created_at"]) for r in rows]
+
+    async def stats(self, since: float) -> Stats:
+        """Jobs finished since ``since``: succeeded, failed, mean generation seconds per image."""
+        rows = await self._fetch(
+            "SELECT "
+            "  COUNT(*) FILTER (WHERE status = 'succeeded') AS ok, "
+            "  COUNT(*) FILTER (WHERE status = 'failed') AS bad, "
+            "  AVG(text_encode_s + denoise_s + decode_s) FILTER (WHERE status = 'succeeded') "
+            "    AS mean_s "
+            "FROM jobs WHERE finished_at >= ?",
+            (since,),
+        )
+        row = rows[0]
+        return Stats(row["ok"], row["bad"], row["mean_s"])
+
+    # ---- users --------------------------------------------------------------------------------
+
+    async def users(self) -> list[UserRecord]:
+        rows = await self._fetch("SELECT * FROM users")
+        return [_row_user(row) for row in rows]
+
+    async def put_user(self, user: UserRecord) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO users (platform, user_id, banned, hourly_quota, defaults) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                user.platform.value,
+                user.user_id,
+                int(user.banned),
+                user.hourly_quota,
+                json.dumps(dict(user.defaults)),
+            ),
+        )
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._db.execute(sql, args) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _update(self, job_id: str, **values: Any) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        await self._db.execute(
+            f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id)
+        )
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the job database has schema version {version}, newer than this majicbot "
+            f"({SCHEMA_VERSION}); upgrade majicbot"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        # executescript commits first; the version bump rides in the same script.
+        await db.executescript(
+            f"BEGIN; {MIGRATIONS[target - 1]}; PRAGMA user_version = {target}; COMMIT;"
+        )
+        log.info("job database migrated to schema version %d", target)
+
+
+def _job_row(job: Job) -> tuple[Any, ...]:
+    r, t, p = job.requester, job.timings, job.params
+    return (
+        job.id,
+        r.platform.value,
+        r.user_id,
+        r.display_name,
+        r.chat_id,
+        r.guild_id,
+        r.language,
+        job.reply_to.chat_id,
+        job.reply_to.message_id,
+        job.reply_to.token,
+        p.prompt,
+        p.seed,
+        p.steps,
+        p.width,
+        p.height,
+        p.guidance,
+        job.status.value,
+        job.attempts,
+        job.created_at,
+        job.started_at,
+        job.finished_at,
+        str(job.result_path) if job.result_path else None,
+        job.error_key,
+        job.error_detail,
+        t.wait_s if t else None,
+        t.text_encode_s if t else None,
+        t.denoise_s if t else None,
+        t.decode_s if t else None,
+        job.worker,
+        int(job.prompt_truncated),
+        job.delivered_at,
+        job.parent_job_id,
+    )
+
+
+def _row_job(row: sqlite3.Row) -> Job:
+    timings = None
+    if row["denoise_s"] is not None:
+        timings = Timings(
+            wait_s=row["wait_s"],
+            text_encode_s=row["text_encode_s"],
+            denoise_s=row["denoise_s"],
+            decode_s=row["decode_s"],
+        )
+    return Job(
+        id=row["id"],
+        params=GenerationParams(
+            prompt=row["prompt"],
+            seed=row["seed"],
+            steps=row["steps"],
+            width=row["width"],
+            height=row["height"],
+            guidance=row["guidance"],
+        ),
+        requester=Requester(
+            platform=Platform(row["platform"]),
+            user_id=row["user_id"],
+            display_name=row["display_name"],
+            chat_id=row["chat_id"],
+            guild_id=row["guild_id"],
+            language=row["language"],
+        ),
+        reply_to=ReplyTarget(
+            chat_id=row["reply_chat_id"],
+            message_id=row["reply_message_id"],
+            token=row["reply_token"],
+        ),
+        status=JobStatus(row["status"]),
+        created_at=row["created_at"],
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        result_path=Path(row["result_path"]) if row["result_path"] else None,
+        error_key=row["error_key"],
+        error_detail=row["error_detail"],
+        timings=timings,
+        worker=row["worker"],
+        prompt_truncated=bool(row["prompt_truncated"]),
+        delivered_at=row["delivered_at"],
+        parent_job_id=row["parent_job_id"],
+    )
+
+
+def _row_user(row: sqlite3.Row) -> UserRecord:
+    defaults = json.loads(row["defaults"])
+    return UserRecord(
+        platform=Platform(row["platform"]),
+        user_id=row["user_id"],
+        banned=bool(row["banned"]),
+        hourly_quota=row["hourly_quota"],
+        defaults=tuple(sorted((str(k), str(v)) for k, v in defaults.items())),
+    )

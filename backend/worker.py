@@ -1,0 +1,251 @@
+"""One worker per engine: load it, then take jobs in fair order and run them one at a time.
+
+The engine is touched only from the worker's own thread (``EngineThread``): ``load`` and every
+``generate`` run there, never on the event loop. Step progress and load reports cross back to the
+loop with ``call_soon_threadsafe``. A job that fails (engine error, OOM, a bug) fails alone; the
+worker takes the next one.
+
+The seam to the rest of the backend is narrow: ``JobSource.take`` gives the next job, and
+``JobSink`` stores results and publishes events — so a remote worker would be a new ``JobSource``
+over a broker, not a rewrite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
+
+from backend.domain import EngineState, Job, RunningJob
+from backend.engine.protocol import Engine, GenerationResult, LoadReport
+from backend.errors import EngineError, GenerationCancelled
+from backend.scheduler import StepTimer
+
+log = logging.getLogger("majicbot.worker")
+
+T = TypeVar("T")
+
+
+class EngineThread:
+    """A single dedicated thread that runs submitted calls in order.
+
+    Not a ThreadPoolExecutor: its thread is a daemon, so a process told to stop while a model is
+    still loading (minutes, not interruptible) exits instead of waiting for the load to finish.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
+        self._calls = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the thread and await its result."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._calls.put((lambda: fn(*args), future))
+        return await asyncio.wrap_future(future)
+
+    def stop(self) -> None:
+        """Let the thread finish after the calls already submitted."""
+        self._calls.put((_stop_marker, concurrent.futures.Future()))
+
+    def _serve(self) -> None:
+        while True:
+            fn, future = self._calls.get()
+            if fn is _stop_marker:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the awaiting coroutine
+                future.set_exception(exc)
+
+
+def _stop_marker() -> None:
+    """Identity marker queued by ``EngineThread.stop``."""
+
+
+@dataclass
+class ActiveJob:
+    """The job a worker is running now. ``cancel`` is polled by the engine once per step."""
+
+    job: Job
+    started_at: float
+    step: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stopping: bool = False  # cancelled by a service stop: goes back to the queue, not cancelled
+
+
+class JobSource(Protocol):
+    async def take(self) -> Job:
+        """The next job in fair order; raises ``scheduler.QueueClosed`` when stopping."""
+        ...
+
+
+class JobSink(Protocol):
+    """Where a worker reports; implemented by the service (store + events)."""
+
+    async def started(self, worker: Worker, active: ActiveJob) -> None: ...
+
+    def progressed(self, worker: Worker, active: ActiveJob, step: int, total: int) -> None: ...
+
+    async def succeeded(
+        self, worker: Worker, active: ActiveJob, result: GenerationResult
+    ) -> None: ...
+
+    async def failed(self, worker: Worker, active: ActiveJob, key: str, detail: str) -> None: ...
+
+    async def cancelled(self, worker: Worker, active: ActiveJob) -> None: ...
+
+    async def interrupted(self, worker: Worker, active: ActiveJob) -> None: ...
+
+    def engine_changed(self, worker: Worker) -> None: ...
+
+
+class Worker:
+    """Loads one engine in its own thread, then serves jobs until the source closes."""
+
+    def __init__(
+        self,
+        name: str,
+        engine: Engine,
+        source: JobSource,
+        sink: JobSink,
+        load_lock: threading.Lock | None = None,
+    ) -> None:
+        self.name = name
+        # diffsynth's loader patches process-wide torch state (meta-device init), so two loads
+        # at once break each other ("Cannot copy out of meta tensor"): workers share this lock.
+        self._load_lock = load_lock or threading.Lock()
+        self.engine = engine
+        self.timer = StepTimer()
+        self.current: ActiveJob | None = None
+        self.ready = False
+        self.load_error: str | None = None
+        self._source = source
+        self._sink = sink
+        self._thread = EngineThread(f"majicbot-{name}")
+
+    async def run(self) -> None:
+        """Load, then serve jobs until the job source closes."""
+        from backend.scheduler import QueueClosed
+
+        if not await self._load():
+            return
+        while True:
+            try:
+                job = await self._source.take()
+            except QueueClosed:
+                return
+            await self._run_job(job)
+
+    def state(self) -> EngineState:
+        """The engine's snapshot, with this worker's load error if the engine did not record it."""
+        state = self.engine.state()
+        if self.load_error and not state.error:
+            state = replace(state, error=self.load_error)
+        return state
+
+    def running(self) -> RunningJob | None:
+        active = self.current
+        if active is None:
+            return None
+        return RunningJob(
+            active.job.id, self.name, active.step, active.job.params.steps, active.job.requester
+        )
+
+    def eta_s(self, active: ActiveJob) -> float | None:
+        """Seconds until ``active`` finishes: moving average, else this job's own pace."""
+        left = active.job.params.steps - active.step
+        if self.timer.s_per_step is not None:
+            return left * self.timer.s_per_step
+        if active.step:
+            return left * (time.time() - active.started_at) / active.step
+        return None
+
+    def steps_left(self) -> int:
+        active = self.current
+        return active.job.params.steps - active.step if active else 0
+
+    async def close(self) -> None:
+        """Release the engine (in its thread) and end the thread."""
+        try:
+            await asyncio.wait_for(self._thread.run(self.engine.close), timeout=30)
+        except Exception:
+            log.exception("worker %s: closing the engine failed", self.name)
+        finally:
+            self._thread.stop()
+
+    def abandon(self) -> None:
+        """End the thread after whatever it is doing now (used when a load never finishes)."""
+        self._thread.stop()
+
+    async def _load(self) -> bool:
+        loop = asyncio.get_running_loop()
+
+        def report(_: EngineState) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the process is stopping
+                loop.call_soon_threadsafe(self._sink.engine_changed, self)
+
+        log.info("worker %s: loading engine on %s", self.name, self.engine.device)
+        try:
+            await self._thread.run(self._locked_load, report)
+        except Exception as exc:
+            self.load_error = exc.detail if isinstance(exc, EngineError) else repr(exc)
+            log.error("worker %s: engine failed to load: %s", self.name, self.load_error)
+            self._sink.engine_changed(self)
+            return False
+        self.ready = True
+        log.info("worker %s: engine ready", self.name)
+        self._sink.engine_changed(self)
+        return True
+
+    def _locked_load(self, report: LoadReport) -> None:  # engine thread
+        with self._load_lock:
+            self.engine.load(report)
+
+    async def _run_job(self, job: Job) -> None:
+        active = ActiveJob(job, started_at=time.time())
+        self.current = active
+        try:
+            await self._sink.started(self, active)
+            result = await self._thread.run(
+                self.engine.generate, job.params, self._step_reporter(active), active.cancel.is_set
+            )
+        except GenerationCancelled:
+            await (self._sink.interrupted if active.stopping else self._sink.cancelled)(
+                self, active
+            )
+        except EngineError as exc:
+            await self._sink.failed(self, active, exc.key, exc.detail)
+        except Exception as exc:
+            log.exception("job %s: generation failed on worker %s", job.id, self.name)
+            await self._sink.failed(self, active, "error.engine", repr(exc))
+        else:
+            self.timer.record(result.timings.generate_s, job.params.steps)
+            await self._sink.succeeded(self, active, result)
+        finally:
+            self.current = None
+
+    def _step_reporter(self, active: ActiveJob) -> Callable[[int, int], None]:
+        loop = asyncio.get_running_loop()
+
+        def on_step(step: int, total: int) -> None:  # engine thread
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the process is stopping
+                loop.call_soon_threadsafe(self._on_step, active, step, total)
+
+        return on_step
+
+    def _on_step(self, active: ActiveJob, step: int, total: int) -> None:
+        if self.current is not active:
+            return  # a late report from a job that already ended
+        active.step = step
+        self._sink.progressed(self, active, step, total)

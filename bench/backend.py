@@ -1,0 +1,227 @@
+"""CPU benchmark of the backend itself (no model): ``python -m bench.backend [--jobs N ...]``.
+
+1. Overhead per job: submit → events → PNG on disk → recorded, one job at a time, with an engine
+   that returns a 64×64 image at once (so everything measured is backend: validation, SQLite
+   commits, scheduling, thread hops, PNG encode + fsync + rename, event fan-out).
+2. Queue under load: ``--users`` × ``--per-user`` jobs submitted concurrently (one coroutine
+   each) while the engine is still "loading": submit throughput and latency, the fair order that
+   results, and peak RSS.
+
+Prints a Markdown section for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import platform
+import resource
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+from PIL import Image
+
+from backend.config import Config
+from backend.domain import (
+    TERMINAL_EVENTS,
+    ComponentState,
+    EngineState,
+    GenerationParams,
+    ImagineRequest,
+    LoadState,
+    Platform,
+    ReplyTarget,
+    Requester,
+    Succeeded,
+    Timings,
+)
+from backend.engine.protocol import CancelCheck, Engine, GenerationResult, LoadReport, StepCallback
+from backend.service import Service
+
+
+class InstantEngine:
+    """Returns a prepared 64×64 image at once; ``load`` waits for ``ready`` if given."""
+
+    def __init__(self, ready: threading.Event | None = None) -> None:
+        self._ready = ready
+        self._image = Image.new("RGB", (64, 64), (40, 90, 160))
+        done = ComponentState("dit", LoadState.READY, 1, 1)
+        self._state = EngineState("cpu", components=(done,), warmed_up=True)
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def load(self, report: LoadReport) -> None:
+        if self._ready is not None:
+            self._ready.wait()
+        report(self._state)
+
+    def generate(
+        self, params: GenerationParams, on_step: StepCallback, cancelled: CancelCheck
+    ) -> GenerationResult:
+        for step in range(1, params.steps + 1):
+            on_step(step, params.steps)
+        return GenerationResult(self._image, Timings(), model="instant")
+
+    def state(self) -> EngineState:
+        return self._state
+
+    def close(self) -> None:
+        pass
+
+
+def bench_config(data_dir: Path, users: int, per_user: int) -> Config:
+    base = Config()
+    return dataclasses.replace(
+        base,
+        storage=dataclasses.replace(base.storage, data_dir=data_dir),
+        limits=dataclasses.replace(
+            base.limits,
+            default_side=64,
+            min_side=64,
+            default_steps=4,
+            per_user_queue=per_user,
+            per_user_hourly=100_000,
+            queue_max=max(users * per_user, 200),
+        ),
+        service=dataclasses.replace(base.service, stop_grace_s=0.0),
+    )
+
+
+def request(user: int, n: int) -> ImagineRequest:
+    who = Requester(Platform.TELEGRAM, f"user{user}", chat_id=f"chat{user}")
+    return ImagineRequest(f"u{user} j{n}", requester=who, reply_to=ReplyTarget(f"chat{user}"))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def overhead(data_dir: Path, jobs: int) -> list[float]:
+    """Seconds from submit to the Succeeded event (image stored and recorded), per job."""
+    config = bench_config(data_dir, 1, jobs)
+    engines: list[Engine] = [InstantEngine()]
+    seconds = []
+    async with Service.open(config, lambda: engines) as service:
+        warm = await service.submit(request(0, -1))  # first job waits for the engine thread
+        async for _ in service.subscribe(warm.job.id):
+            pass
+        for n in range(jobs):
+            started = time.perf_counter()
+            sub = await service.submit(request(0, n))
+            async for event in service.subscribe(sub.job.id):
+                if isinstance(event, TERMINAL_EVENTS):
+                    assert isinstance(event, Succeeded), event
+            seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+async def load(data_dir: Path, users: int, per_user: int) -> dict[str, float]:
+    """Concurrent submits while the engine loads; then the planned order's fairness."""
+    config = bench_config(data_dir, users, per_user)
+    ready = threading.Event()
+    engines: list[Engine] = [InstantEngine(ready)]
+    latencies: list[float] = []
+
+    async def one(user: int, n: int) -> None:
+        started = time.perf_counter()
+        await service.submit(request(user, n))
+        latencies.append(time.perf_counter() - started)
+
+    async with Service.open(config, lambda: engines) as service:
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for n in range(per_user):
+                for user in range(users):
+                    group.create_task(one(user, n))
+        elapsed = time.perf_counter() - started
+        order = [service._queued[i].params.prompt for i in service._queue.job_ids()]
+        ready.set()
+    return {
+        "submits_per_s": len(latencies) / elapsed,
+        "submit_p50_ms": 1000 * statistics.median(latencies),
+        "submit_p99_ms": 1000 * percentile(latencies, 0.99),
+        **fairness(order, users),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def fairness(order: list[str], users: int) -> dict[str, float]:
+    """Rank spread of each round (the k-th jobs of all users) and FIFO within users."""
+    ranks: defaultdict[int, list[int]] = defaultdict(list)
+    last_n: dict[str, int] = {}
+    fifo = True
+    for rank, prompt in enumerate(order):
+        user, job = prompt.split()
+        n = int(job[1:])
+        fifo = fifo and last_n.get(user, -1) < n
+        last_n[user] = n
+        ranks[n].append(rank)
+    spreads = [max(r) - min(r) for r in ranks.values()]
+    firsts = ranks[0]
+    return {
+        "max_round_spread": max(spreads),
+        "ideal_round_spread": users - 1,
+        "last_first_job_rank": max(firsts),
+        "fifo_within_users": float(fifo),
+    }
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    import os
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}; Python "
+        f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, aiosqlite "
+        f"{version('aiosqlite')}, Pillow {version('pillow')}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=500, help="jobs for the overhead run")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--per-user", type=int, default=10)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds = asyncio.run(overhead(Path(tmp) / "overhead", args.jobs))
+        stats = asyncio.run(load(Path(tmp) / "load", args.users, args.per_user))
+    ms = [1000 * s for s in seconds]
+    print(f"### Backend (CPU, `python -m bench.backend`), {time.strftime('%Y-%m-%d')}\n")
+    print(f"Machine: {machine()}.\n")
+    print("| measure | value |\n|---|---|")
+    print(
+        f"| overhead per job, median ({len(ms)} jobs, 4 steps) | {statistics.median(ms):.2f} ms |"
+    )
+    print(f"| overhead per job, p99 | {percentile(ms, 0.99):.2f} ms |")
+    total = args.users * args.per_user
+    print(f"| submit throughput ({total} jobs, {args.users} users, concurrent) "
+          f"| {stats['submits_per_s']:.0f} /s |")  # fmt: skip
+    print(f"| submit latency under load, p50 / p99 | {stats['submit_p50_ms']:.1f} / "
+          f"{stats['submit_p99_ms']:.1f} ms |")  # fmt: skip
+    print(f"| max rank spread of a round (k-th jobs of all users); ideal {args.users - 1} | "
+          f"{stats['max_round_spread']:.0f} |")  # fmt: skip
+    print(f"| rank of the last user's first job (ideal {args.users - 1}) | "
+          f"{stats['last_first_job_rank']:.0f} |")  # fmt: skip
+    print(f"| FIFO within every user | {'yes' if stats['fifo_within_users'] else 'NO'} |")
+    print(f"| peak RSS of the process | {stats['peak_rss_mib']:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()

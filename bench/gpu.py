@@ -1,0 +1,686 @@
+"""GPU benchmark: every placement profile on full-size random weights, against a same-run baseline.
+
+    python -m bench.gpu [--models-dir .bench/models] [--out DIR] [--runs baseline,gpu,...]
+
+On a GPU machine with no weights: writes the random-weight fixture (``bench.random_weights``) if
+absent, times a raw read of the files (the floor for loading), then measures each run in a FRESH
+PROCESS:
+
+- ``baseline``: diffsynth's plain ``FluxImagePipeline.from_pretrained`` with everything on the GPU
+  in bf16, called directly, no service around it;
+- ``gpu``, ``gpu-fp8``, ``balanced``, ``lowvram``, ``auto``: the product engine
+  (``backend.engine.factory.make_engines``) with that profile forced.
+
+Per run: time to ready (process start → load and warm-up done) with per-component load seconds;
+first image and steady seconds per image (median) with the text-encode / denoise / decode split;
+peak VRAM (``torch.cuda.max_memory_allocated`` and the device's own used memory read by
+``nvidia-smi`` every 100 ms) and peak host RSS. ``--tti`` adds time to interactive: process start
+of ``majicbot serve`` → the Telegram adapter answers ``/status`` through the local Bot API fake
+(``tests/fakes/telegram_server.py``), one fresh ``serve`` per listed profile.
+
+Full results go to ``<out>/gpu-<card>-<date>.json`` (plus ``bench-logs.txt``, the tail of every
+run's log); per-run files stay in ``--work``. A short table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import random_weights as rw
+
+RUNS = ("baseline", "gpu", "gpu-fp8", "balanced", "lowvram", "auto")
+PROMPT = "a photo of a cat sitting on a red chair in a sunny garden, detailed, 35 mm"
+SEED = 1234
+GiB = 1024**3
+
+
+# ---- shared helpers ----------------------------------------------------------------------------
+
+
+def fixture_paths(models_dir: Path, model: str = "majicflus_v1") -> dict[str, list[Path]]:
+    """Group ("dit", "clip", "t5", "vae") → the fixture's safetensors files."""
+    groups: dict[str, list[Path]] = {}
+    for f in rw.plan(model):
+        groups.setdefault(f.group, []).append(models_dir / f.relpath)
+    return groups
+
+
+def versions() -> dict[str, str]:
+    """Package versions without importing the packages (the parent stays light)."""
+    found = {"python": platform.python_version()}
+    for name in ("torch", "diffsynth", "transformers", "safetensors", "python-telegram-bot"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def gpu_info() -> dict[str, str]:
+    """Card name, memory and driver from nvidia-smi (empty when there is none)."""
+    query = "name,memory.total,driver_version"
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    name, memory, driver = (part.strip() for part in out.split(","))
+    return {"name": name, "memory_total": memory, "driver": driver}
+
+
+class DeviceMemoryPoller:
+    """Peak of the device's used memory (all processes), read by ``nvidia-smi -lms``."""
+
+    def __init__(self, interval_ms: int = 100) -> None:
+        self.peak_mib = 0
+        self.idle_mib: int | None = None
+        self._cmd = [
+            "nvidia-smi",
+            "--query-gpu=memory.used",
+            "--format=csv,noheader,nounits",
+            "-i",
+            "0",
+            f"-lms={interval_ms}",
+        ]
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> DeviceMemoryPoller:
+        try:
+            self._proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, text=True)
+        except OSError:
+            return self
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.strip().isdigit():
+                value = int(line)
+                if self.idle_mib is None:
+                    self.idle_mib = value
+                self.peak_mib = max(self.peak_mib, value)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def read_files(paths: Iterable[Path], block: int = 64 * 1024 * 1024) -> tuple[int, float]:
+    """Read every byte once; returns (bytes, seconds)."""
+    buf = bytearray(block)
+    view = memoryview(buf)
+    total = 0
+    start = time.perf_counter()
+    for path in paths:
+        with path.open("rb", buffering=0) as fh:
+            while n := fh.readinto(view):
+                total += n
+    return total, time.perf_counter() - start
+
+
+def drop_page_cache() -> bool:
+    """Ask the kernel to drop clean page cache (root only); False when not allowed."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def raw_read(models_dir: Path, cold: bool) -> dict[str, Any]:
+    """The loading floor: one pass over every fixture file, cold (if allowed) then warm."""
+    paths = [p for group in fixture_paths(models_dir).values() for p in group]
+    result: dict[str, Any] = {}
+    if cold and drop_page_cache():
+        nbytes, seconds = read_files(paths)
+        result["cold_s"] = seconds
+    nbytes, seconds = read_files(paths)
+    result.update(bytes=nbytes, warm_s=seconds, warm_gb_per_s=nbytes / seconds / 1e9)
+    return result
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+# ---- measurements inside one fresh process -----------------------------------------------------
+
+
+@dataclass
+class ImageTiming:
+    wall_s: float
+    text_encode_s: float
+    denoise_s: float
+    decode_s: float
+    steps: int
+    peak_allocated_bytes: int
+
+
+@dataclass
+class RunResult:
+    run: str
+    ok: bool = True
+    error: str | None = None
+    profile: str = ""
+    profile_reason: str = ""
+    time_to_ready_s: float | None = None
+    import_s: float | None = None
+    load_s: float | None = None
+    components: list[dict[str, Any]] = field(default_factory=list)
+    images: list[ImageTiming] = field(default_factory=list)
+    size: int = 0
+    steps: int = 0
+    peak_allocated_load_bytes: int | None = None
+    peak_allocated_bytes: int | None = None
+    peak_reserved_bytes: int | None = None
+    peak_host_rss_bytes: int | None = None
+    device_used_peak_mib: int | None = None
+    device_used_idle_mib: int | None = None
+    image_checksum: str = ""
+
+    @property
+    def first_image_s(self) -> float | None:
+        return self.images[0].wall_s if self.images else None
+
+    @property
+    def steady_s(self) -> float | None:
+        return median([i.wall_s for i in self.images[1:]])
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["first_image_s"] = self.first_image_s
+        data["steady_s_per_image"] = self.steady_s
+        for part in ("text_encode_s", "denoise_s", "decode_s"):
+            data[f"steady_{part}"] = median([getattr(i, part) for i in self.images[1:]])
+        return data
+
+
+class StepClock:
+    """A ``progress_bar_cmd`` that timestamps the first and the last denoising step."""
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self._sync = sync
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def __call__(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        self._sync()
+        self.first = time.perf_counter()
+        yield from iterable
+        self._sync()
+        self.last = time.perf_counter()
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _checksum(image: Any) -> str:
+    import hashlib
+
+    return hashlib.md5(image.tobytes()).hexdigest()
+
+
+def child_baseline(args: argparse.Namespace, t0: float, result: RunResult) -> None:
+    """diffsynth alone: from_pretrained with every model on the GPU in bf16, then images."""
+    os.environ["DIFFSYNTH_SKIP_DOWNLOAD"] = "True"
+    result.profile = "diffsynth bf16 all-GPU"
+    import torch
+    from diffsynth.core import ModelConfig
+    from diffsynth.pipelines.flux_image import FluxImagePipeline
+
+    result.import_s = time.time() - t0
+    files = fixture_paths(args.models_dir)
+    tokenizers = args.models_dir / rw.FLUX_DEV
+    start = time.time()
+    pipe = FluxImagePipeline.from_pretrained(
+        torch_dtype=torch.bfloat16,
+        device="cuda",
+        model_configs=[
+            ModelConfig(path=str(files["dit"][0])),
+            ModelConfig(path=str(files["clip"][0])),
+            ModelConfig(path=[str(p) for p in files["t5"]]),
+            ModelConfig(path=str(files["vae"][0])),
+        ],
+        tokenizer_1_config=ModelConfig(path=str(tokenizers / "tokenizer")),
+        tokenizer_2_config=ModelConfig(path=str(tokenizers / "tokenizer_2")),
+    )
+    torch.cuda.synchronize()
+    result.load_s = time.time() - start
+    result.time_to_ready_s = time.time() - t0  # no warm-up: the first image pays for it
+    result.peak_allocated_load_bytes = torch.cuda.max_memory_allocated()
+    steps = args.steps_for.get("baseline", args.steps)
+    result.steps = steps
+    deadline = time.time() + args.run_budget_s
+    for i in range(args.images):
+        torch.cuda.reset_peak_memory_stats()
+        clock = StepClock(torch.cuda.synchronize)
+        begin = time.perf_counter()
+        image = pipe(
+            PROMPT,
+            seed=SEED,
+            num_inference_steps=steps,
+            height=args.size,
+            width=args.size,
+            embedded_guidance=3.5,
+            progress_bar_cmd=clock,
+        )
+        end = time.perf_counter()
+        assert clock.first is not None and clock.last is not None
+        result.images.append(
+            ImageTiming(
+                wall_s=end - begin,
+                text_encode_s=clock.first - begin,
+                denoise_s=clock.last - clock.first,
+                decode_s=end - clock.last,
+                steps=steps,
+                peak_allocated_bytes=torch.cuda.max_memory_allocated(),
+            )
+        )
+        result.image_checksum = _checksum(image)
+        if i >= 1 and time.time() > deadline:
+            break
+    _finish_memory(result, torch)
+
+
+def _finish_memory(result: RunResult, torch: Any) -> None:
+    peaks = [i.peak_allocated_bytes for i in result.images]
+    result.peak_allocated_bytes = max([result.peak_allocated_load_bytes or 0, *peaks])
+    result.peak_reserved_bytes = torch.cuda.max_memory_reserved()
+    result.peak_host_rss_bytes = _peak_rss()
+
+
+def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None:
+    """The product engine with ``profile`` forced (or ``auto``): load, warm up, images."""
+    from backend.config import Config, EngineConfig
+    from backend.domain import GenerationParams
+    from backend.engine.factory import make_engines
+
+    profile = result.run
+    cap_gib = args.cap_for.get(profile)
+    if cap_gib is not None:
+        import torch
+
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(cap_gib * GiB / total, 0)
+        result.profile_reason = f"simulated {cap_gib} GiB card; "
+    config = Config(
+        engine=EngineConfig(models_dir=args.models_dir, profile=profile, devices=("cuda:0",))
+    )
+    start = time.time()
+    engine = make_engines(config)[0]
+    engine.load(lambda _state: None)
+    result.load_s = time.time() - start
+    result.time_to_ready_s = time.time() - t0
+    import torch
+
+    state = engine.state()
+    result.profile = state.profile
+    result.profile_reason += state.profile_reason
+    result.components = [
+        {k: getattr(c, k) for k in ("name", "seconds", "bytes_total", "device", "dtype")}
+        for c in state.components
+    ]
+    result.peak_allocated_load_bytes = torch.cuda.max_memory_allocated()
+    steps = args.steps_for.get(profile, args.steps)
+    result.steps = steps
+    params = GenerationParams(PROMPT, SEED, steps, args.size, args.size, 3.5)
+    deadline = time.time() + args.run_budget_s
+    for i in range(args.images):
+        torch.cuda.reset_peak_memory_stats()
+        begin = time.perf_counter()
+        out = engine.generate(params, lambda _s, _t: None, lambda: False)
+        end = time.perf_counter()
+        t = out.timings
+        result.images.append(
+            ImageTiming(
+                wall_s=end - begin,
+                text_encode_s=t.text_encode_s,
+                denoise_s=t.denoise_s,
+                decode_s=t.decode_s,
+                steps=steps,
+                peak_allocated_bytes=torch.cuda.max_memory_allocated(),
+            )
+        )
+        result.image_checksum = _checksum(out.image)
+        if i >= 1 and time.time() > deadline:
+            break
+    _finish_memory(result, torch)
+    engine.close()
+
+
+def child_main(args: argparse.Namespace) -> int:
+    t0 = float(os.environ.get("BENCH_T0", time.time()))
+    result = RunResult(run=args.child, size=args.size)
+    try:
+        if args.child == "baseline":
+            child_baseline(args, t0, result)
+        else:
+            child_engine(args, t0, result)
+    except Exception as exc:  # reported in the JSON (with what was measured before)
+        import traceback
+
+        traceback.print_exc()
+        result.ok, result.error = False, f"{type(exc).__name__}: {str(exc)[:2000]}"
+        result.peak_host_rss_bytes = _peak_rss()
+    args.result.write_text(json.dumps(result.summary(), indent=2))
+    return 0 if result.ok else 1
+
+
+# ---- the parent: fixture, floor, one fresh process per run, table ------------------------------
+
+
+def run_child(run: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One run in a fresh process; its JSON and log stay in ``args.work``."""
+    result_path = args.work / f"run-{run}.json"
+    result_path.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.gpu",
+        "--child",
+        run,
+        "--result",
+        str(result_path),
+        "--models-dir",
+        str(args.models_dir),
+        "--size",
+        str(args.size),
+        "--steps",
+        str(args.steps),
+        "--images",
+        str(args.images),
+        "--run-budget-s",
+        str(args.run_budget_s),
+        "--steps-for",
+        ",".join(f"{k}={v}" for k, v in args.steps_for.items()),
+        "--cap-for",
+        ",".join(f"{k}={v}" for k, v in args.cap_for.items()),
+    ]
+    env = {**os.environ, "BENCH_T0": repr(time.time()), "PYTHONUNBUFFERED": "1"}
+    with (args.work / f"run-{run}.log").open("w") as log, DeviceMemoryPoller() as poller:
+        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result_path.exists():
+        data: dict[str, Any] = json.loads(result_path.read_text())
+    else:
+        data = {"run": run, "ok": False, "error": f"child exited {proc.returncode}, no result"}
+    data["device_used_peak_mib"] = poller.peak_mib or None
+    data["device_used_idle_mib"] = poller.idle_mib
+    data["exit_code"] = proc.returncode
+    return data
+
+
+# ---- time to interactive: `majicbot serve` against the local Bot API fake ----------------------
+
+
+def _tti_config(args: argparse.Namespace, profile: str, api: Any, data_dir: Path) -> Path:
+    q = json.dumps  # a JSON string is a valid TOML basic string
+    text = f"""
+[engine]
+models_dir = {q(str(args.models_dir.resolve()))}
+profile = {q(profile)}
+devices = ["cuda:0"]
+
+[storage]
+data_dir = {q(str(data_dir))}
+
+[telegram]
+enabled = true
+token = {q(api.token)}
+base_url = {q(api.base_url)}
+base_file_url = {q(api.base_file_url)}
+admins = ["{TTI_ADMIN_ID}"]
+
+[service]
+status_port = 0
+"""
+    path = Path(args.work) / f"tti-{profile}.toml"
+    path.write_text(text)
+    return path
+
+
+TTI_ADMIN_ID = 1
+
+
+async def _tti_once(args: argparse.Namespace, profile: str) -> dict[str, Any]:
+    """Spawn ``majicbot serve``; /status goes in at its first getUpdates; time its answer."""
+    import asyncio
+    import shutil
+
+    from tests.fakes.telegram_server import FakeTelegram, TgUser
+
+    admin = TgUser(TTI_ADMIN_ID, "Ada", "ada", "en")
+    data_dir = args.work / f"tti-data-{profile}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    async with FakeTelegram() as api:
+        config = _tti_config(args, profile, api, data_dir)
+        log = (args.work / f"tti-{profile}.log").open("w")
+        # Queued before the start, like a user who sends /status while the bot is down: the
+        # first getUpdates delivers it.
+        api.user_sends("/status", user=admin)
+        start = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bots.cli", "--config", str(config), "serve",
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            first = await api.wait_for("getMe", ok=None, timeout_s=args.tti_timeout_s)
+            reply = await api.wait_for(
+                "sendMessage", lambda c: c.chat_id == admin.id, timeout_s=args.tti_timeout_s
+            )
+            return {
+                "tti_s": reply.at - start,
+                "first_api_call_s": first.at - start,
+                "status_text": (reply.text or "")[:600],
+            }
+        except TimeoutError:
+            return {"tti_s": None, "note": f"no /status answer in {args.tti_timeout_s} s"}
+        finally:
+            await _stop(proc)
+            log.close()
+
+
+async def _stop(proc: Any) -> None:
+    import asyncio
+
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def measure_tti(args: argparse.Namespace) -> dict[str, Any]:
+    """Time to interactive for each profile in ``args.tti_profiles``."""
+    import asyncio
+
+    results: dict[str, Any] = {}
+    for profile in args.tti_profiles:
+        try:
+            results[profile] = asyncio.run(_tti_once(args, profile))
+        except Exception as exc:  # reported; the other measurements stand
+            results[profile] = {"tti_s": None, "note": f"{type(exc).__name__}: {exc}"}
+        print(f"tti {profile}: {results[profile]}", flush=True)
+    return results
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def table(results: dict[str, Any]) -> str:
+    """A short fixed-width table of the runs, baseline first, with ratios to the baseline."""
+    runs = results["runs"]
+    base = runs.get("baseline", {})
+    base_steady = base.get("steady_s_per_image")
+    rows = [
+        f"{'run':<10} {'profile':<9} {'ready s':>8} {'load s':>7} {'first s':>8} "
+        f"{'steady s':>9} {'x base':>7} {'enc/den/dec s':>16} {'alloc GB':>9} "
+        f"{'dev GB':>7} {'RSS GB':>7} {'steps':>5}"
+    ]
+    for name, r in runs.items():
+        if not r.get("ok"):
+            rows.append(f"{name:<10} FAILED: {r.get('error')}")
+            continue
+        steady = r.get("steady_s_per_image")
+        ratio = steady / base_steady if steady and base_steady else None
+        split = "/".join(
+            _fmt(r.get(f"steady_{p}"), digits=2) for p in ("text_encode_s", "denoise_s", "decode_s")
+        )
+        dev = r.get("device_used_peak_mib")
+        rows.append(
+            f"{name:<10} {r.get('profile', '')[:9]:<9} {_fmt(r.get('time_to_ready_s')):>8} "
+            f"{_fmt(r.get('load_s')):>7} {_fmt(r.get('first_image_s')):>8} "
+            f"{_fmt(steady, digits=2):>9} {_fmt(ratio, digits=2):>7} {split:>16} "
+            f"{_fmt((r.get('peak_allocated_bytes') or 0) / 1e9):>9} "
+            f"{_fmt(dev * 1.048576 / 1000 if dev else None):>7} "
+            f"{_fmt((r.get('peak_host_rss_bytes') or 0) / 1e9):>7} {r.get('steps', 0):>5}"
+        )
+    floor = results.get("raw_read", {})
+    rows.append(
+        f"raw read of {floor.get('bytes', 0) / 1e9:.1f} GB: warm {_fmt(floor.get('warm_s'), ' s')}"
+        f", cold {_fmt(floor.get('cold_s'), ' s')}"
+    )
+    for name, t in results.get("tti", {}).items():
+        tti = _fmt(t.get("tti_s"), " s", 2)
+        rows.append(f"time to interactive ({name}): {tti} {t.get('note', '')}")
+    return "\n".join(rows)
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "gpu": gpu_info(),
+            "versions": versions(),
+            "cpu_count": os.cpu_count(),
+            "size": args.size,
+            "steps": args.steps,
+            "steps_for": args.steps_for,
+            "cap_gib_for": args.cap_for,
+            "images_per_run": args.images,
+            "prompt": PROMPT,
+            "seed": SEED,
+            "page_cache": "warm (runs read files that the raw read just cached)",
+        },
+        "runs": {},
+    }
+    start = time.perf_counter()
+    rw.write_fixture(args.models_dir, log=lambda line: print(line, flush=True))
+    if args.tokenizers_from:
+        rw.copy_tokenizers(args.tokenizers_from, args.models_dir)
+    results["fixture_s"] = time.perf_counter() - start
+    results["raw_read"] = raw_read(args.models_dir, cold=args.cold)
+    print(f"raw read: {results['raw_read']}", flush=True)
+    for run in args.runs:
+        print(f"--- {run}", flush=True)
+        results["runs"][run] = run_child(run, args)
+        _save(results, out)
+    if args.tti_profiles:
+        results["tti"] = measure_tti(args)
+        _save(results, out)
+    _collect_logs(args.work, out)
+    print(table(results))
+    return 0
+
+
+def _collect_logs(work: Path, out: Path, tail_chars: int = 20000) -> None:
+    """One file of every run's log tail ($OUT brings back only a few files)."""
+    parts = []
+    for log in sorted(work.glob("*.log")):
+        text = log.read_text(errors="replace")
+        parts.append(f"===== {log.name}\n{text[-tail_chars:]}")
+    (out / "bench-logs.txt").write_text("\n".join(parts))
+
+
+def _save(results: dict[str, Any], out: Path) -> Path:
+    gpu = results["meta"]["gpu"].get("name", "nogpu").replace(" ", "-")
+    path = out / f"gpu-{gpu}-{results['meta']['date'][:10]}.json"
+    path.write_text(json.dumps(results, indent=2))
+    return path
+
+
+def _steps_for(text: str) -> dict[str, int]:
+    pairs = (item.split("=", 1) for item in text.split(",") if item)
+    return {name: int(steps) for name, steps in pairs}
+
+
+def _cap_for(text: str) -> dict[str, float]:
+    pairs = (item.split("=", 1) for item in text.split(",") if item)
+    return {name: float(gib) for name, gib in pairs}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__)
+    parser.add_argument("--models-dir", type=Path, default=Path(".bench/models"))
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".bench/out")))
+    parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated, in order")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=28)
+    parser.add_argument(
+        "--steps-for", type=_steps_for, default={}, help="per-run steps, e.g. lowvram=4"
+    )
+    parser.add_argument(
+        "--cap-for",
+        type=_cap_for,
+        default={},
+        help="simulate a smaller card per run (GiB, set_per_process_memory_fraction), e.g. auto=12",
+    )
+    parser.add_argument("--images", type=int, default=4, help="first + steady images per run")
+    parser.add_argument(
+        "--run-budget-s", type=float, default=120, help="stop steady images after this (min 2)"
+    )
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before the read")
+    parser.add_argument("--work", type=Path, default=Path(".bench/work"), help="per-run files")
+    parser.add_argument(
+        "--tti", default="", help="profiles to measure time to interactive for, e.g. auto,gpu"
+    )
+    parser.add_argument("--tti-timeout-s", type=float, default=60)
+    parser.add_argument("--tokenizers-from", type=Path, default=None)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.runs = [r for r in args.runs.split(",") if r]
+    args.tti_profiles = [p for p in args.tti.split(",") if p]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return child_main(args) if args.child else parent_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

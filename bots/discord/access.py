@@ -1,0 +1,56 @@
+"""Who is asking and may they use the bot here — the rules themselves live in the backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+from backend.config import Config, DiscordConfig
+from backend.domain import Platform, ReplyTarget, Requester
+from backend.validation import check_access
+
+
+def requester_of(interaction: discord.Interaction[Any], config: DiscordConfig) -> Requester:
+    """The backend's view of the user behind ``interaction`` (language = raw Discord locale)."""
+    user = interaction.user
+    return Requester(
+        platform=Platform.DISCORD,
+        user_id=str(user.id),
+        display_name=user.display_name,
+        chat_id=str(interaction.channel_id) if interaction.channel_id else None,
+        guild_id=str(interaction.guild_id) if interaction.guild_id else None,
+        language=str(interaction.locale),
+        platform_admin=has_admin_role_or_permission(interaction, config),
+    )
+
+
+def reply_target_of(
+    interaction: discord.Interaction[Any], response_message_id: int | None
+) -> ReplyTarget:
+    """Where the result goes: the interaction's original response, or its channel once expired."""
+    return ReplyTarget(
+        chat_id=str(interaction.channel_id),
+        message_id=str(response_message_id) if response_message_id else None,
+        token=interaction.token,
+    )
+
+
+def check_allowed(interaction: discord.Interaction[Any], config: Config) -> None:
+    """Raise ``AccessDenied`` for banned users, DMs when they are off, guilds not allowlisted."""
+    check_access(requester_of(interaction, config.discord), config)
+
+
+def has_admin_role_or_permission(
+    interaction: discord.Interaction[Any], config: DiscordConfig
+) -> bool:
+    """Admin rights only Discord knows: a configured admin role, or Manage Server here.
+
+    Configured admin user ids are the backend's business (``Service.is_admin``).
+    """
+    user = interaction.user
+    if not isinstance(user, discord.Member):
+        return False
+    if any(str(role.id) in config.admin_roles for role in user.roles):
+        return True
+    return interaction.permissions.manage_guild

@@ -1,0 +1,103 @@
+"""The discord.py client of majicbot: minimum intents, the command tree, the persistent buttons."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from backend.config import Config
+from backend.errors import UserError
+from backend.service import Service
+from bots.discord.access import check_allowed
+from bots.discord.actions import handle_button
+from bots.discord.commands import register_commands
+from bots.discord.context import BotContext
+from bots.discord.delivery import Deliveries
+from bots.discord.errors import report_error
+from bots.discord.sync import sync_if_changed
+from bots.discord.translator import CommandTranslator, language_of
+from bots.discord.views import JobButton
+
+log = logging.getLogger("majicbot.discord")
+
+COMMAND_HASHES_FILE = "discord_commands.json"
+
+
+def minimum_intents() -> discord.Intents:
+    """Only ``guilds`` (channel and guild cache); interactions need no intent, none privileged."""
+    return discord.Intents(guilds=True)
+
+
+class MajicTree(app_commands.CommandTree["MajicClient"]):
+    """Command tree with the access check and the one error handler of every command."""
+
+    def __init__(self, client: MajicClient, config: Config) -> None:
+        super().__init__(client)
+        self._config = config
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        try:
+            check_allowed(interaction, self._config)
+        except UserError as error:
+            await report_error(interaction, error, self._language(interaction))
+            return False
+        return True
+
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError, /
+    ) -> None:
+        await report_error(interaction, error, self._language(interaction))
+
+    def _language(self, interaction: discord.Interaction[Any]) -> str:
+        return language_of(interaction, self._config.discord.default_language)
+
+
+class MajicClient(discord.Client):
+    """A ``discord.Client`` wired to the backend; ``majic`` is what every handler reaches for."""
+
+    def __init__(
+        self,
+        config: Config,
+        service: Service,
+        *,
+        edit_interval_s: float = 2.0,
+        retry_interval_s: float = 60.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            intents=minimum_intents(),
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False),
+            **options,
+        )
+        self.config = config
+        self.tree = MajicTree(self, config)
+        deliveries = Deliveries(
+            self,
+            service,
+            config.discord.default_language,
+            edit_interval_s=edit_interval_s,
+            retry_interval_s=retry_interval_s,
+        )
+        self.majic = BotContext(config, service, deliveries, handle_button)
+        register_commands(self.tree, config)
+
+    @property
+    def deliveries(self) -> Deliveries:
+        return self.majic.deliveries
+
+    async def setup_hook(self) -> None:
+        """Register the persistent buttons and sync the commands if they changed."""
+        self.add_dynamic_items(JobButton)
+        await self.tree.set_translator(CommandTranslator())
+        assert self.application_id is not None  # set by login()
+        state_path = self.config.storage.data_dir / COMMAND_HASHES_FILE
+        try:
+            await sync_if_changed(
+                self.tree, self.application_id, self.config.discord.test_guilds, state_path
+            )
+        except discord.HTTPException:
+            # Keep serving with the commands Discord already has; the next start retries.
+            log.exception("syncing application commands failed")

@@ -1,0 +1,169 @@
+"""The application commands: /imagine, /status, /history, /cancel.
+
+Option bounds come from the config, so the callbacks are defined inside
+:func:`register_commands` with their ``Range`` annotations evaluated there (this module must not
+use postponed annotations: discord.py reads the annotation objects). Descriptions and names are
+``bots.i18n`` keys localized by :class:`bots.discord.translator.CommandTranslator`.
+"""
+
+import time
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice, Range
+
+from backend.config import Config
+from backend.domain import HistoryScope, ReplyTarget, Requester, Submission
+from backend.errors import AccessDenied
+from backend.validation import SEED_MAX
+from bots.discord.actions import start_job
+from bots.discord.context import context_of
+from bots.discord.translator import text
+from bots.discord.views import MAX_HISTORY_BUTTONS, history_view
+from bots.i18n import translate
+from bots.parsing import ParsedImagine, ParseError, parse_imagine, to_request
+from bots.render import render_history, render_status, shorten
+
+MESSAGE_LIMIT = 2000  # characters of message content
+PROMPT_FLAGS_ROOM = 200  # the prompt option also carries --flags
+
+
+def merge_options(parsed: ParsedImagine, **options: Any) -> ParsedImagine:
+    """Slash options on top of the prompt's --flags; the same option given twice is an error."""
+    values = {name: value for name, value in options.items() if value is not None}
+    for name in values:
+        if getattr(parsed, name) is not None:
+            raise ParseError("parse.duplicate", option=f"--{'ar' if name == 'aspect' else name}")
+    if "aspect" in values and parsed.width is not None:
+        raise ParseError("parse.conflict", first="--size", second="--ar")
+    fields = {**parsed.__dict__, **values}
+    return ParsedImagine(**fields)
+
+
+async def imagine(
+    interaction: discord.Interaction[Any],
+    prompt: str,
+    seed: int | None,
+    steps: int | None,
+    aspect: str | None,
+    guidance: float | None,
+) -> None:
+    """Defer at once, then parse, submit and hand the job to the follower."""
+    callback = await interaction.response.defer(thinking=True)
+    parsed = merge_options(
+        parse_imagine(prompt), seed=seed, steps=steps, aspect=aspect, guidance=guidance
+    )
+    message_id = callback.message_id if callback is not None else None
+    service = context_of(interaction).service
+
+    async def submit(requester: Requester, reply_to: ReplyTarget) -> Submission:
+        return await service.submit(to_request(parsed, requester, reply_to))
+
+    await start_job(interaction, message_id, submit)
+
+
+async def status(interaction: discord.Interaction[Any]) -> None:
+    """The engine/queue snapshot, for admins only, ephemeral."""
+    context = context_of(interaction)
+    if not context.service.is_admin(context.requester(interaction)):
+        raise AccessDenied("status.admin_only")
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    snapshot = await context.service.status()
+    lang = context.language(interaction)
+    body = shorten(render_status(snapshot, lang), MESSAGE_LIMIT - 8)
+    await interaction.edit_original_response(content=f"```\n{body}\n```")
+
+
+async def history(interaction: discord.Interaction[Any], count: int) -> None:
+    """One's own last jobs, ephemeral, with a button per image to get it again."""
+    context = context_of(interaction)
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    jobs = await context.service.history(context.requester(interaction), HistoryScope.USER, count)
+    lang = context.language(interaction)
+    body = render_history(jobs, lang, now=time.time())
+    if jobs:
+        body += "\n" + translate("history.hint", lang)
+    view = history_view(jobs, lang)
+    await interaction.edit_original_response(
+        content=shorten(body, MESSAGE_LIMIT), view=view or discord.utils.MISSING
+    )
+
+
+async def cancel(interaction: discord.Interaction[Any], job: str | None) -> None:
+    """Cancel the given job, or one's latest queued/running job."""
+    context = context_of(interaction)
+    requester = context.requester(interaction)
+    lang = context.language(interaction)
+    job_id = job
+    if job_id is None:
+        recent = await context.service.history(requester, HistoryScope.USER, MAX_HISTORY_BUTTONS)
+        active = [j for j in recent if not j.status.is_terminal]
+        if not active:
+            await interaction.response.send_message(
+                translate("cancel.nothing", lang), ephemeral=True
+            )
+            return
+        job_id = active[0].id
+    await context.service.cancel(job_id, requester)
+    await interaction.response.send_message(
+        translate("cancel.done", lang, job_id=job_id), ephemeral=True
+    )
+
+
+def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> None:
+    """Add the four commands to ``tree`` with bounds and choices from ``config.limits``."""
+    limits = config.limits
+    ratios = [Choice(name=ratio, value=ratio) for ratio in limits.aspect_ratios[:25]]
+    prompt_max = min(6000, limits.max_prompt_chars + PROMPT_FLAGS_ROOM)
+
+    @app_commands.command(name=text("discord.name.imagine"), description=text("cmd.imagine"))
+    @app_commands.rename(
+        prompt=text("discord.opt.prompt"),
+        seed=text("discord.opt.seed"),
+        steps=text("discord.opt.steps"),
+        aspect=text("discord.opt.aspect"),
+        guidance=text("discord.opt.guidance"),
+    )
+    @app_commands.describe(
+        prompt=text("discord.optdesc.prompt"),
+        seed=text("discord.optdesc.seed"),
+        steps=text("discord.optdesc.steps"),
+        aspect=text("discord.optdesc.aspect"),
+        guidance=text("discord.optdesc.guidance"),
+    )
+    @app_commands.choices(aspect=ratios)
+    async def imagine_command(
+        interaction: discord.Interaction[Any],
+        prompt: Range[str, 1, prompt_max],
+        seed: Range[int, 0, SEED_MAX] | None = None,
+        steps: Range[int, 1, limits.max_steps] | None = None,
+        aspect: str | None = None,
+        guidance: Range[float, limits.min_guidance, limits.max_guidance] | None = None,
+    ) -> None:
+        await imagine(interaction, prompt, seed, steps, aspect, guidance)
+
+    @app_commands.command(name=text("discord.name.status"), description=text("cmd.status"))
+    async def status_command(interaction: discord.Interaction[Any]) -> None:
+        await status(interaction)
+
+    @app_commands.command(name=text("discord.name.history"), description=text("cmd.history"))
+    @app_commands.rename(count=text("discord.opt.count"))
+    @app_commands.describe(count=text("discord.optdesc.count"))
+    async def history_command(
+        interaction: discord.Interaction[Any], count: Range[int, 1, MAX_HISTORY_BUTTONS] = 5
+    ) -> None:
+        await history(interaction, count)
+
+    @app_commands.command(name=text("discord.name.cancel"), description=text("cmd.cancel"))
+    @app_commands.rename(job=text("discord.opt.job"))
+    @app_commands.describe(job=text("discord.optdesc.job"))
+    async def cancel_command(
+        interaction: discord.Interaction[Any], job: Range[str, 1, 80] | None = None
+    ) -> None:
+        await cancel(interaction, job)
+
+    tree.add_command(imagine_command)
+    tree.add_command(status_command)
+    tree.add_command(history_command)
+    tree.add_command(cancel_command)

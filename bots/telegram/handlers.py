@@ -1,0 +1,237 @@
+"""Telegram handlers, one per concern, and the single error handler.
+
+Handlers translate between chat and backend and hold no business rules: bans, allowlists,
+quotas, bounds and ownership are the backend's, raised as ``UserError``. Every ``UserError``
+(``ParseError`` included) reaches the user through ``on_error`` — the one place that maps errors
+to replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from telegram import CallbackQuery, Message, Update
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
+
+from backend.domain import HistoryScope, JobStatus, Platform, ReplyTarget, Requester, Submission
+from backend.errors import AccessDenied, InvalidRequest, UserError
+from bots.i18n import pick_language, translate
+from bots.parsing import parse_imagine, to_request
+from bots.render import render_history, render_status
+from bots.telegram.jobs import JobFlow, with_retries
+from bots.telegram.keyboards import Action, ButtonPress, decode, history_keyboard
+
+log = logging.getLogger("majicbot.telegram")
+
+Context = ContextTypes.DEFAULT_TYPE
+HISTORY_DEFAULT, HISTORY_MAX = 10, 20
+COMMANDS = ("imagine", "status", "history", "cancel", "help", "start")
+
+
+class TelegramHandlers:
+    """The bot's commands and buttons, bound to one ``JobFlow`` (and through it the service)."""
+
+    def __init__(self, flow: JobFlow) -> None:
+        self.flow = flow
+        self.service = flow.service
+        self.default_language = flow.config.telegram.default_language
+
+    def register(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Add every handler and the error handler to ``application``."""
+        only_new = filters.UpdateType.MESSAGE  # an edited "/imagine" must not start a second job
+        application.add_handler(CommandHandler("imagine", self.imagine, only_new))
+        application.add_handler(CommandHandler("status", self.status, only_new))
+        application.add_handler(CommandHandler("history", self.history, only_new))
+        application.add_handler(CommandHandler("cancel", self.cancel, only_new))
+        application.add_handler(CommandHandler(["start", "help"], self.help, only_new))
+        application.add_handler(CallbackQueryHandler(self.button))
+        application.add_error_handler(self.on_error)
+
+    # ---- who and which language ----------------------------------------------------------------
+
+    def requester(self, update: Update) -> Requester:
+        user, chat = update.effective_user, update.effective_chat
+        assert user is not None and chat is not None
+        return Requester(
+            platform=Platform.TELEGRAM,
+            user_id=str(user.id),
+            display_name=user.username or user.full_name,
+            chat_id=str(chat.id),
+            language=user.language_code or self.default_language,
+        )
+
+    def language(self, update: object) -> str:
+        user = update.effective_user if isinstance(update, Update) else None
+        return pick_language(user.language_code if user else None, self.default_language)
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    async def help(self, update: Update, context: Context) -> None:
+        """/start and /help: what the bot does, with examples."""
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(translate("help.text", self.language(update)))
+
+    async def imagine(self, update: Update, context: Context) -> None:
+        """/imagine <prompt> [options]: queue a job and follow it."""
+        message = update.effective_message
+        assert message is not None
+        parsed = parse_imagine(_prompt_text(message, context.args or []))
+        requester = self.requester(update)
+
+        def submit(target: ReplyTarget) -> Any:
+            return self.service.submit(to_request(parsed, requester, target))
+
+        await self.flow.start_job(
+            requester.chat_id or "", message.message_id, self.language(update), submit
+        )
+
+    async def status(self, update: Update, context: Context) -> None:
+        """/status (admins): the backend status snapshot."""
+        assert update.effective_message is not None
+        if not self.service.is_admin(self.requester(update)):
+            raise AccessDenied("status.admin_only")
+        snapshot = await self.service.status()
+        text = render_status(snapshot, self.language(update))
+        await update.effective_message.reply_text(text)
+
+    async def history(self, update: Update, context: Context) -> None:
+        """/history [n] (admins: /history chat|all [n]): the last jobs, with buttons to resend."""
+        assert update.effective_message is not None
+        scope, limit = _history_args(context.args or [])
+        jobs = await self.service.history(self.requester(update), scope, limit)
+        lang = self.language(update)
+        header = {
+            HistoryScope.USER: "history.header",
+            HistoryScope.CHAT: "history.header_chat",
+            HistoryScope.ALL: "history.header_all",
+        }[scope]
+        text = render_history(jobs, lang, time.time(), header)
+        keyboard = history_keyboard(jobs, lang)
+        if keyboard is not None:
+            text += "\n" + translate("history.hint", lang)
+        await update.effective_message.reply_text(text, reply_markup=keyboard)
+
+    async def cancel(self, update: Update, context: Context) -> None:
+        """/cancel [job]: cancel one's newest queued or running job, or the one named."""
+        assert update.effective_message is not None
+        requester, lang = self.requester(update), self.language(update)
+        job_id = (context.args or [""])[0].lstrip("#")
+        if not job_id:
+            own = [
+                job
+                for job in await self.service.active_jobs(Platform.TELEGRAM)
+                if job.requester.user_id == requester.user_id
+            ]
+            if not own:
+                await update.effective_message.reply_text(translate("cancel.nothing", lang))
+                return
+            job_id = own[-1].id
+        await self.service.cancel(job_id, requester)
+        await update.effective_message.reply_text(translate("cancel.done", lang, job_id=job_id))
+
+    # ---- buttons ---------------------------------------------------------------------------------
+
+    async def button(self, update: Update, context: Context) -> None:
+        """Every inline button; each press is answered (errors are answered by ``on_error``)."""
+        query = update.callback_query
+        assert query is not None
+        press = decode(query.data)
+        lang = self.language(update)
+        if press is None or not isinstance(query.message, Message):
+            await query.answer(translate("cb.expired", lang))
+            return
+        answer_key = await self._press(press, query, query.message, update)
+        if answer_key is not None:
+            await query.answer(translate(answer_key, lang))
+
+    async def _press(
+        self, press: ButtonPress, query: CallbackQuery, message: Message, update: Update
+    ) -> str | None:
+        """Do what the button says; the translation key of the answer (None: already answered)."""
+        requester, lang = self.requester(update), self.language(update)
+        if press.action is Action.CANCEL:
+            await self.service.cancel(press.job_id, requester)
+            return "cb.cancelling"
+        if press.action in (Action.REROLL, Action.VARIATION):
+            await self._reroll(press, message, requester, lang)
+            return "cb.queued"
+        job = await self.service.job(press.job_id)
+        if press.action is Action.DELETE:
+            self.service.check_can_manage(job, requester)
+            await message.delete()
+            return "cb.deleted"
+        if job.status is not JobStatus.SUCCEEDED or job.result_path is None:
+            return "cb.not_ready"
+        await query.answer(translate("cb.sending", lang))
+        if press.action is Action.ORIGINAL:
+            await self._send_original(message, job.id, job.result_path)
+        else:
+            await self.flow.send_photo(job, lang, reply_to=message.message_id)
+        return None
+
+    async def _reroll(
+        self, press: ButtonPress, message: Message, requester: Requester, lang: str
+    ) -> Submission:
+        variation = press.action is Action.VARIATION
+
+        def submit(target: ReplyTarget) -> Any:
+            return self.service.reroll(press.job_id, requester, target, variation=variation)
+
+        return await self.flow.start_job(str(message.chat_id), message.message_id, lang, submit)
+
+    async def _send_original(self, message: Message, job_id: str, path: Path) -> None:
+        data = await asyncio.to_thread(path.read_bytes)
+        await with_retries(
+            lambda: message.reply_document(
+                data, filename=f"majicbot-{job_id}.png", disable_content_type_detection=True
+            ),
+            self.flow.tuning,
+        )
+
+    # ---- errors ---------------------------------------------------------------------------------
+
+    async def on_error(self, update: object, context: Context) -> None:
+        """The one place errors become replies: ``UserError`` as a sentence, the rest logged."""
+        error = context.error
+        lang = self.language(update)
+        if isinstance(error, UserError):
+            text = translate(error.key, lang, **error.params)
+            log.info("user error %s %s", error.key, dict(error.params))
+        else:
+            log.error("error while handling %r", update, exc_info=error)
+            text = translate("error.generic", lang)
+        if not isinstance(update, Update):
+            return
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer(text, show_alert=True)
+            elif update.effective_message is not None:
+                await update.effective_message.reply_text(text)
+        except Exception:  # the reply itself failed: nothing more we can tell the user
+            log.warning("could not send the error reply", exc_info=True)
+
+
+def _prompt_text(message: Message, args: list[str]) -> str:
+    """The command's arguments; with ``/imagine`` as a reply, the replied-to text comes first."""
+    text = " ".join(args)
+    replied = message.reply_to_message
+    if replied is not None:
+        quoted = replied.text or replied.caption or ""
+        text = f"{quoted} {text}".strip()
+    return text
+
+
+def _history_args(args: list[str]) -> tuple[HistoryScope, int]:
+    """``[n]``, ``chat [n]`` or ``all [n]``; raises ``InvalidRequest("history.usage")``."""
+    scope = HistoryScope.USER
+    rest = list(args)
+    if rest and rest[0].lower() in (HistoryScope.CHAT.value, HistoryScope.ALL.value):
+        scope = HistoryScope(rest.pop(0).lower())
+    if len(rest) > 1 or (rest and not rest[0].isdigit()):
+        raise InvalidRequest("history.usage")
+    limit = int(rest[0]) if rest else HISTORY_DEFAULT
+    return scope, max(1, min(limit, HISTORY_MAX))

@@ -1,0 +1,1 @@
+"""Local fakes of external services (Telegram Bot API, ...) used by the tests."""
