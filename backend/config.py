@@ -147,8 +147,14 @@ class Config:
 _TOKEN_ENV = {"telegram": "TELEGRAM_BOT_TOKEN", "discord": "DISCORD_BOT_TOKEN"}
 
 
-def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
-    """Read ``path`` (None = all defaults), apply token environment variables, validate."""
+def load_config(
+    path: Path | None, env: Mapping[str, str] | None = None, *, require_tokens: bool = True
+) -> Config:
+    """Read ``path`` (None = all defaults), apply token environment variables, validate.
+
+    ``require_tokens=False`` skips the check that each enabled bot has a token, for commands
+    that never talk to a chat platform (`status`, `download`, `imagine`).
+    """
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     if path is not None:
@@ -170,6 +176,8 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
                 raise ConfigError(f"[{section}] must be a table")
             raw[section]["token"] = env[var]
     config: Config = _build(Config, raw, "")
+    if require_tokens:
+        _check_tokens(config)
     _check_cross_fields(config)
     return config
 
@@ -240,7 +248,7 @@ def _check_range(value: float, name: str, meta: Mapping[str, Any]) -> None:
         raise ConfigError(f"{name} = {value!r}: must be a multiple of {multiple}")
 
 
-def _check_cross_fields(config: Config) -> None:
+def _check_tokens(config: Config) -> None:
     for section, var in _TOKEN_ENV.items():
         bot = getattr(config, section)
         if bot.enabled and not bot.token:
@@ -248,6 +256,9 @@ def _check_cross_fields(config: Config) -> None:
                 f"{section}.enabled = true but no token: set the environment variable {var} "
                 f"or {section}.token in the config file"
             )
+
+
+def _check_cross_fields(config: Config) -> None:
     lim = config.limits
     if lim.default_steps > lim.max_steps:
         raise ConfigError(

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``majicbot`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        config = _load(args.config)
+        config = _load(args.config, require_tokens=args.command == "serve")
     except ConfigError as exc:
         print(f"majicbot: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -97,10 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(_status(config, sys.stdout))
 
 
-def _load(path: Path | None) -> Config:
+def _load(path: Path | None, *, require_tokens: bool) -> Config:
     if path is None:
-        return load_config(DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    return load_config(path)
+        path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+    return load_config(path, require_tokens=require_tokens)
 
 
 def _secrets(config: Config) -> list[str]:

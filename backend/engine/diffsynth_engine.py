@@ -41,6 +41,7 @@ from backend.engine.files import (
 )
 from backend.engine.profiles import Choice, Memory, Placement, choose_profile
 from backend.engine.protocol import CancelCheck, GenerationResult, LoadReport, StepCallback
+from backend.engine.readahead import ReadAhead
 from backend.errors import (
     EngineError,
     GenerationCancelled,
@@ -233,10 +234,18 @@ class DiffsynthEngine:
         pool, path = ModelPool(), diffsynth_path(files)
         vram_config = self._vram_config(placement)
         limit = self._choice.vram_limit_gb if self._choice and placement.managed else None
+
+        def read(count: int) -> None:  # read-ahead thread
+            elapsed = time.perf_counter() - started
+            self._set_component(
+                report, component, bytes_read=min(count, files.bytes_total), seconds=elapsed
+            )
+
         try:
-            for name, entry in model_entries(files).items():
-                model = pool.load_model_file(entry, path, vram_config, vram_limit=limit)
-                setattr(pipe, _PIPE_ATTRIBUTES[name], model)
+            with ReadAhead(files.paths, read):
+                for name, entry in model_entries(files).items():
+                    model = pool.load_model_file(entry, path, vram_config, vram_limit=limit)
+                    setattr(pipe, _PIPE_ATTRIBUTES[name], model)
         except Exception as exc:
             seconds = time.perf_counter() - started
             self._set_component(
