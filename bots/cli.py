@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -84,7 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"majicbot: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    setup_logging(config.service.log_level, _secrets(config))
+    level = config.service.log_level
+    if args.command != "serve" and level == "INFO":
+        level = "WARNING"  # one-shot commands print their own progress
+    setup_logging(level, _secrets(config))
     command = args.command
     if command == "serve":
         return _serve(config, backend_only=args.backend_only)
@@ -144,9 +148,13 @@ async def _serve_until_signal(config: Config) -> int:
 def _size_args(args: argparse.Namespace) -> tuple[int | None, int | None]:
     if not args.size:
         return None, None
+    from bots.parsing import ParseError
+
     width, sep, height = args.size.lower().replace("×", "x").partition("x")
     if not (sep and width.isdigit() and height.isdigit()):
-        raise UserError("error.size_invalid", detail=f"--size {args.size!r}: use WIDTHxHEIGHT")
+        raise ParseError(
+            "parse.bad_value", value=args.size, option="--size", example="--size 1024x768"
+        )
     return int(width), int(height)
 
 
@@ -197,9 +205,17 @@ async def _imagine(config: Config, args: argparse.Namespace, out: TextIO) -> int
                     print(f"majicbot: generation failed: {reason}", file=sys.stderr)
                     return EXIT_FAILED
     except UserError as exc:
-        print(f"majicbot: {exc.detail}", file=sys.stderr)
+        print(f"majicbot: {_user_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_FAILED
+
+
+def _user_message(error: UserError) -> str:
+    """The same sentence the chat bots show, in the terminal's language."""
+    from bots.i18n import pick_language, translate
+
+    lang = pick_language(os.environ.get("LANG", "").split(".")[0], "en")
+    return translate(error.key, lang, **error.params)
 
 
 def _report_image(event: Succeeded, output: Path | None, out: TextIO) -> int:

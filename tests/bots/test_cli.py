@@ -98,3 +98,48 @@ def test_status_when_nothing_runs(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "majicbot is not running: no majicbot instance answers on 127.0.0.1:" in (
         capsys.readouterr().err
     )
+
+
+def tiny_toml(tmp_path: Path, models_dir: Path) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[engine]\nmodels_dir = "{models_dir}"\ndevices = ["cpu"]\nt5_max_tokens = 64\n'
+        f'[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        "[limits]\ndefault_side = 64\nmin_side = 64\nmax_side = 256\ndefault_steps = 2\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_imagine_generates_through_the_real_engine(
+    tmp_path: Path, tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    config = tiny_toml(tmp_path, tiny_models_dir)
+    out = tmp_path / "fox.png"
+    argv = ["--config", str(config), "imagine", "a red fox", "--seed", "42", "--size", "96x64"]
+    assert main([*argv, "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "seed 42" in printed.out
+    assert str(out) in printed.out
+    assert "denoising" in printed.err  # the progress bar
+    with Image.open(out) as image:
+        assert image.size == (96, 64)
+        assert "Seed: 42" in image.info["parameters"]
+    # Same seed, same device: the same pixels.
+    again = tmp_path / "again.png"
+    assert main([*argv, "-o", str(again)]) == 0
+    with Image.open(out) as first, Image.open(again) as second:
+        assert first.tobytes() == second.tobytes()
+
+
+def test_imagine_rejects_bad_values_with_a_sentence(
+    tmp_path: Path, tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_toml(tmp_path, tiny_models_dir)
+    assert main(["--config", str(config), "imagine", "a fox", "--steps", "500"]) == EXIT_USAGE
+    assert "Steps must be between 1 and 50 (you asked for 500)." in capsys.readouterr().err
+    assert main(["--config", str(config), "imagine", "a fox", "--size", "big"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "“big” is not a valid value for --size. Valid form: --size 1024x768" in err
