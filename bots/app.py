@@ -3,14 +3,15 @@
 Start order (stop runs in reverse):
 1. the Service (store, recovery, scheduler; engines load in background threads),
 2. the loopback status endpoint (`majicbot status`),
-3. each enabled chat adapter (Telegram, Discord) — answering within about two seconds of start,
-   long before torch is imported by the engine loader.
+3. each enabled chat adapter (Telegram, Discord) — answering within about two seconds of start;
+4. only then the engine factory and loaders (torch, diffsynth, weights) in background threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
@@ -22,6 +23,8 @@ from backend.status_server import serve_status
 log = logging.getLogger("majicbot.app")
 
 EngineFactory = Callable[[], Sequence[Engine]]
+# Longest the engine waits for the adapters to come up before loading anyway.
+ADAPTERS_UP_TIMEOUT_S = 30.0
 
 
 def default_engine_factory(config: Config) -> EngineFactory:
@@ -49,12 +52,27 @@ def adapters(config: Config, service: Service) -> list[AbstractAsyncContextManag
     return enabled
 
 
+def after(event: threading.Event, factory: EngineFactory) -> EngineFactory:
+    """``factory``, run only once ``event`` is set (or after ``ADAPTERS_UP_TIMEOUT_S``).
+
+    The factory thread imports torch and diffsynth (13–15 s of mostly GIL-holding work on a GPU
+    box): starting it only once the adapters answer keeps it off their start-up path.
+    """
+
+    def build() -> Sequence[Engine]:
+        event.wait(ADAPTERS_UP_TIMEOUT_S)
+        return factory()
+
+    return build
+
+
 @asynccontextmanager
 async def running_app(
     config: Config, engine_factory: EngineFactory | None = None
 ) -> AsyncIterator[Service]:
     """Everything ``serve`` runs, started in order and stopped in reverse."""
-    factory = engine_factory or default_engine_factory(config)
+    adapters_up = threading.Event()
+    factory = after(adapters_up, engine_factory or default_engine_factory(config))
     async with Service.open(config, factory) as service:
         async with serve_status(
             config.service.status_host, config.service.status_port, service.status
@@ -64,6 +82,7 @@ async def running_app(
                 for adapter in adapters(config, service):
                     await stack.enter_async_context(adapter)
                 log.info("majicbot is up")
+                adapters_up.set()
                 yield service
         log.info("stopping: adapters and status endpoint closed, stopping the service")
 
