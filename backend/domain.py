@@ -66,6 +66,37 @@ class ImagineRequest:
 
 
 @dataclass(frozen=True)
+class UserDefaults:
+    """A user's own defaults for ``/imagine`` (``/settings``); ``None`` = the server's default.
+
+    Size is either ``aspect`` or ``width``/``height``, as in ``ImagineRequest``. A request that
+    gives an option overrides the default; one that gives any size option overrides the whole
+    default size.
+    """
+
+    steps: int | None = None
+    width: int | None = None
+    height: int | None = None
+    aspect: str | None = None
+    guidance: float | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return self == UserDefaults()
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    """What ``/settings`` shows: the user's defaults and the values ``/imagine`` will use."""
+
+    defaults: UserDefaults
+    steps: int
+    width: int
+    height: int
+    guidance: float
+
+
+@dataclass(frozen=True)
 class GenerationParams:
     """Fully resolved, validated parameters of one generation: what the engine receives."""
 

@@ -26,6 +26,10 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
   restart).
 - ``undelivered(platform)``: terminal jobs whose result the adapter has not delivered yet;
   ``mark_delivered(job_id)`` after a successful send. Adapters retry the rest.
+- ``user_settings(requester)``, ``set_defaults(requester, defaults)``,
+  ``reset_defaults(requester)``: per-user defaults for /imagine (``backend.defaults``); ``submit``
+  fills the options a request leaves out from them.
+- ``set_banned(requester, user_id, banned=...)``: admins ban/unban a user of their platform.
 
 Behaviour worth knowing (all user-facing keys are listed in ``backend.validation``):
 - Engines: until the factory has returned and one engine is ready, jobs wait and their ``Queued``
@@ -56,6 +60,14 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from backend.config import Config
+from backend.defaults import (
+    apply_defaults,
+    check_defaults,
+    decode_defaults,
+    effective_settings,
+    encode_defaults,
+    merge_defaults,
+)
 from backend.domain import (
     Cancelled,
     EngineState,
@@ -76,10 +88,13 @@ from backend.domain import (
     Submission,
     Succeeded,
     Timings,
+    UserDefaults,
+    UserSettings,
 )
 from backend.engine.protocol import Engine, GenerationResult
 from backend.errors import (
     AccessDenied,
+    InvalidRequest,
     JobNotCancellable,
     JobNotFound,
     LimitReached,
@@ -134,6 +149,7 @@ class Service:
         self._recent: dict[UserKey, deque[float]] = {}
         self._reserved: Counter[UserKey] = Counter()
         self._users: dict[UserKey, UserRecord] = {}
+        self._defaults: dict[UserKey, UserDefaults] = {}  # decoded ``UserRecord.defaults``
         self._started_monotonic = time.monotonic()
         self._broadcast_pending = False
         self._queued_sent: dict[str, tuple[int, float | None, int | None]] = {}
@@ -181,7 +197,8 @@ class Service:
             log.warning("job %s re-queued after an interruption %s", job.id, _describe(job))
         for platform, user_id, created_at in await self._store.recent_submissions(now - HOUR_S):
             self._recent.setdefault((platform.value, user_id), deque()).append(created_at)
-        self._users = {(u.platform.value, u.user_id): u for u in await self._store.users()}
+        for record in await self._store.users():
+            self._remember(record)
 
     def _build_engines(self, factory: Callable[[], Sequence[Engine]]) -> None:
         loop = asyncio.get_running_loop()
@@ -260,8 +277,8 @@ class Service:
             raise ServiceStopping()
         requester = request.requester
         user = user_key(requester)
-        record = self._users.get(user)
-        check_access(requester, self._config, banned_in_store=bool(record and record.banned))
+        self._check_user(requester)
+        request = apply_defaults(request, self._defaults.get(user, UserDefaults()))
         params = resolve_params(request, self._config.limits)
         now = time.time()
         if not self.is_admin(requester):
@@ -601,7 +618,70 @@ class Service:
     async def set_user(self, record: UserRecord) -> None:
         """Ban/unban a user or set their hourly quota (admin tooling)."""
         await self._store.put_user(record)
-        self._users[(record.platform.value, record.user_id)] = record
+        self._remember(record)
+
+    def _remember(self, record: UserRecord) -> None:
+        key = (record.platform.value, record.user_id)
+        self._users[key] = record
+        who = f"{record.platform.value}:{record.user_id}"
+        self._defaults[key] = decode_defaults(record.defaults, self._config.limits, who)
+
+    def _record(self, platform: Platform, user_id: str) -> UserRecord:
+        return self._users.get((platform.value, user_id)) or UserRecord(platform, user_id)
+
+    # ---- per-user settings and moderation ------------------------------------------------------
+
+    def user_settings(self, requester: Requester) -> UserSettings:
+        """The requester's own defaults and the values a bare ``/imagine`` will use."""
+        self._check_user(requester)
+        defaults = self._defaults.get(user_key(requester), UserDefaults())
+        return effective_settings(defaults, self._config.limits)
+
+    async def set_defaults(self, requester: Requester, defaults: UserDefaults) -> UserRecord:
+        """Merge ``defaults`` (the options given) into the requester's defaults and store them.
+
+        Validated exactly like a request's options (raises ``InvalidRequest`` with the same keys);
+        a new size (aspect or width/height) replaces the old one.
+        """
+        self._check_user(requester)
+        checked = check_defaults(defaults, self._config.limits)
+        current = self._defaults.get(user_key(requester), UserDefaults())
+        return await self._store_defaults(requester, merge_defaults(current, checked))
+
+    async def reset_defaults(self, requester: Requester) -> UserRecord:
+        """Forget the requester's defaults: ``/imagine`` uses the configured ones again."""
+        self._check_user(requester)
+        return await self._store_defaults(requester, UserDefaults())
+
+    async def _store_defaults(self, requester: Requester, defaults: UserDefaults) -> UserRecord:
+        current = self._record(requester.platform, requester.user_id)
+        record = replace(current, defaults=encode_defaults(defaults))
+        await self.set_user(record)
+        who = f"{requester.platform.value}:{requester.user_id}"
+        log.info("defaults of %s set to %s", who, dict(record.defaults))
+        return record
+
+    def _check_user(self, requester: Requester) -> None:
+        record = self._users.get(user_key(requester))
+        check_access(requester, self._config, banned_in_store=bool(record and record.banned))
+
+    async def set_banned(self, requester: Requester, user_id: str, *, banned: bool) -> UserRecord:
+        """Ban (or unban) ``user_id`` of the requester's platform; admins only.
+
+        Raises ``AccessDenied("error.admin_only")`` for non-admins and
+        ``InvalidRequest("error.cannot_ban_admin")`` for a configured admin (who passes every
+        check, so the ban would do nothing). Their queued jobs are left as they are.
+        """
+        if not self.is_admin(requester):
+            raise AccessDenied("error.admin_only")
+        target = Requester(requester.platform, user_id)
+        if banned and self.is_admin(target):
+            raise InvalidRequest("error.cannot_ban_admin", user_id=user_id)
+        record = replace(self._record(requester.platform, user_id), banned=banned)
+        await self.set_user(record)
+        action = "banned" if banned else "unbanned"
+        log.info("%s:%s %s by %s", target.platform.value, user_id, action, requester.user_id)
+        return record
 
 
 def _worker_names(devices: list[str]) -> list[str]:

@@ -18,7 +18,8 @@ Access (``AccessDenied``)
 - ``error.banned`` — no params.
 - ``error.not_allowed`` — ``where``: "user", "chat", "guild" or "dm" (what the allowlist rejected).
 - ``error.not_your_job`` — ``job_id``.
-- ``error.admin_only`` — no params (history of a whole chat or of everyone).
+- ``error.admin_only`` — no params (history of a whole chat or of everyone, /ban, /unban).
+- ``error.cannot_ban_admin`` — ``user_id`` (admins pass every check, so a ban would do nothing).
 
 Limits (``LimitReached``)
 - ``error.user_queue_full`` — ``limit`` (jobs a user may have queued or running at once).
@@ -119,11 +120,17 @@ def check_guidance(guidance: float | None, limits: LimitsConfig) -> float:
 
 def resolve_size(request: ImagineRequest, limits: LimitsConfig) -> tuple[int, int]:
     """(width, height): from the aspect ratio, the explicit sides, or the default square."""
-    width, height = request.width, request.height
-    if request.aspect is not None:
+    return size_of(request.width, request.height, request.aspect, limits)
+
+
+def size_of(
+    width: int | None, height: int | None, aspect: str | None, limits: LimitsConfig
+) -> tuple[int, int]:
+    """``resolve_size`` for loose values (also used for per-user default sizes)."""
+    if aspect is not None:
         if width is not None or height is not None:
             raise _size_invalid(width, height, limits)
-        return aspect_size(request.aspect, limits)
+        return aspect_size(aspect, limits)
     if width is None and height is None:
         return limits.default_side, limits.default_side
     if width is None or height is None:
@@ -133,7 +140,7 @@ def resolve_size(request: ImagineRequest, limits: LimitsConfig) -> tuple[int, in
 
 def aspect_size(aspect: str, limits: LimitsConfig) -> tuple[int, int]:
     """Sides in multiples of 16 with about ``default_side ** 2`` pixels and the given ratio."""
-    normalized = aspect.strip().replace("：", ":")
+    normalized = normalize_aspect(aspect)
     if normalized not in limits.aspect_ratios:
         raise InvalidRequest(
             "error.aspect_unknown", value=aspect, allowed=", ".join(limits.aspect_ratios)
@@ -142,6 +149,11 @@ def aspect_size(aspect: str, limits: LimitsConfig) -> tuple[int, int]:
     ratio = w_part / h_part
     side = limits.default_side
     return _round_side(side * math.sqrt(ratio)), _round_side(side / math.sqrt(ratio))
+
+
+def normalize_aspect(aspect: str) -> str:
+    """ "16：9 " → "16:9" (the form ``limits.aspect_ratios`` lists)."""
+    return aspect.strip().replace("：", ":")
 
 
 def _round_side(value: float) -> int:

@@ -10,6 +10,8 @@ missing parameter shows as ``?``, and both are logged. Keys are grouped by prefi
     caption.*   the photo caption
     status.*    the /status snapshot
     history.*   /history
+    settings.*  /settings (per-user defaults)
+    ban.*       /ban and /unban (admins)
     cmd.*       command descriptions registered with the platforms
     button.*    inline/message buttons
     cb.*        short answers to button presses
@@ -41,6 +43,18 @@ _EN: dict[str, str] = {
     "parse.bad_value": "“{value}” is not a valid value for {option}. Valid form: {example}",
     "parse.duplicate": "The option {option} is given twice; keep one.",
     "parse.conflict": "Use either {first} or {second}, not both.",
+    "parse.settings_usage": (
+        "/settings shows your defaults for /imagine; /settings --steps 20 --ar 16:9 --guidance 4 "
+        "sets them; /settings reset clears them."
+    ),
+    "parse.settings_prompt": (
+        "/settings takes options only, not a prompt (“{text}”). "
+        "For example: /settings --steps 20 --ar 16:9, or /settings reset."
+    ),
+    "parse.settings_seed": (
+        "A default seed would give every image the same picture, so /settings does not take "
+        "--seed. Give --seed to /imagine instead."
+    ),
     # --- backend errors (backend/errors.py defaults)
     "error.generic": "Something went wrong. Please try again in a moment.",
     "error.invalid": "This request cannot be accepted; check the options and try again.",
@@ -72,6 +86,7 @@ _EN: dict[str, str] = {
     "error.not_allowed": "Sorry, this bot is not available here.",
     "error.not_your_job": "Job #{job_id} is not yours.",
     "error.admin_only": "Only admins can do that.",
+    "error.cannot_ban_admin": "User {user_id} is an admin; admins cannot be banned.",
     "error.user_queue_full": (
         "You already have {limit} jobs waiting or running. Wait for one to finish."
     ),
@@ -137,6 +152,22 @@ _EN: dict[str, str] = {
     # --- /cancel
     "cancel.done": "Cancelling #{job_id}.",
     "cancel.nothing": "You have no queued or running job.",
+    # --- /settings
+    "settings.title": "Your defaults for /imagine:",
+    "settings.steps": "Steps: {value} {source}",
+    "settings.size": "Size: {width}×{height} {source}",
+    "settings.size_aspect": "Size: {aspect}, {width}×{height} {source}",
+    "settings.guidance": "Guidance: {value} {source}",
+    "settings.yours": "(yours)",
+    "settings.server": "(server default)",
+    "settings.saved": "Saved. Options you give to /imagine still win over these.",
+    "settings.reset_done": "Your defaults are cleared; /imagine uses the server's again.",
+    "settings.hint": "Change: /settings --steps 20 --ar 16:9 --guidance 4 · clear: /settings reset",
+    # --- /ban /unban
+    "ban.done": "{user} is banned: their next /imagine will be refused.",
+    "ban.undone": "{user} may use the bot again.",
+    "ban.usage": "Usage: /ban <user id>, or reply /ban to one of their messages.",
+    "ban.unban_usage": "Usage: /unban <user id>, or reply /unban to one of their messages.",
     # --- /start /help
     "help.text": (
         "I draw pictures from text with FLUX.1.\n\n"
@@ -144,6 +175,7 @@ _EN: dict[str, str] = {
         "/imagine a cyberpunk street at night --ar 16:9 --seed 7\n"
         "/imagine a bowl of ramen --size 1024x768 --steps 20 --guidance 4\n\n"
         "Options: --seed N, --steps N, --ar W:H or --size WxH, --guidance X.\n"
+        "/settings --steps 20 --ar 16:9 makes those your defaults.\n"
         "/history shows your last images, /cancel stops your running job."
     ),
     # --- command descriptions (≤256 chars for Telegram, ≤100 for Discord)
@@ -153,6 +185,9 @@ _EN: dict[str, str] = {
     "cmd.cancel": "Cancel your queued or running job",
     "cmd.help": "How to use this bot",
     "cmd.start": "Start",
+    "cmd.settings": "Your default steps, size and guidance",
+    "cmd.ban": "Ban a user from the bot (admins)",
+    "cmd.unban": "Lift a user's ban (admins)",
     # --- buttons
     "button.cancel": "Cancel",
     "button.reroll": "🎲 Reroll",
@@ -178,6 +213,16 @@ _EN: dict[str, str] = {
     "discord.name.status": "status",
     "discord.name.history": "history",
     "discord.name.cancel": "cancel",
+    "discord.name.settings": "settings",
+    "discord.name.ban": "ban",
+    "discord.name.unban": "unban",
+    "discord.opt.user": "user",
+    "discord.opt.reset": "reset",
+    "discord.optdesc.user": "The user",
+    "discord.optdesc.reset": "Clear your defaults (before setting any options given here)",
+    "discord.settings_hint": (
+        "Change: /settings with steps, aspect or guidance · clear: /settings reset: True"
+    ),
     "discord.opt.prompt": "prompt",
     "discord.opt.seed": "seed",
     "discord.opt.steps": "steps",
@@ -216,6 +261,17 @@ _ZH: dict[str, str] = {
     "parse.bad_value": "“{value}” 不是 {option} 的有效值。正确写法：{example}",
     "parse.duplicate": "选项 {option} 出现了两次，请只保留一个。",
     "parse.conflict": "{first} 和 {second} 只能用其中一个。",
+    "parse.settings_usage": (
+        "/settings 查看你的 /imagine 默认设置；/settings --steps 20 --ar 16:9 --guidance 4 "
+        "设置它们；/settings reset 清除它们。"
+    ),
+    "parse.settings_prompt": (
+        "/settings 只接受选项，不接受提示词（“{text}”）。"
+        "例如：/settings --steps 20 --ar 16:9，或 /settings reset。"
+    ),
+    "parse.settings_seed": (
+        "默认种子会让每张图片都一样，所以 /settings 不接受 --seed。请在 /imagine 里使用 --seed。"
+    ),
     "error.generic": "出了点问题，请稍后再试。",
     "error.invalid": "无法接受这个请求，请检查选项后重试。",
     "error.access_denied": "抱歉，你没有权限这样做。",
@@ -245,6 +301,7 @@ _ZH: dict[str, str] = {
     "error.not_allowed": "抱歉，这个机器人在这里不可用。",
     "error.not_your_job": "任务 #{job_id} 不是你的。",
     "error.admin_only": "只有管理员可以这样做。",
+    "error.cannot_ban_admin": "用户 {user_id} 是管理员，不能封禁管理员。",
     "error.user_queue_full": "你已经有 {limit} 个任务在排队或生成中，请等其中一个完成。",
     "error.hourly_quota": "你本小时的 {limit} 张图片额度已用完，请 {retry_after_s} 秒后再试。",
     "error.queue_full": "队列已满（{limit} 个任务），请稍后再试。",
@@ -301,6 +358,20 @@ _ZH: dict[str, str] = {
     "history.job.cancelled": "已取消",
     "cancel.done": "正在取消 #{job_id}。",
     "cancel.nothing": "你没有排队中或生成中的任务。",
+    "settings.title": "你的 /imagine 默认设置：",
+    "settings.steps": "步数：{value}{source}",
+    "settings.size": "尺寸：{width}×{height}{source}",
+    "settings.size_aspect": "尺寸：{aspect}，{width}×{height}{source}",
+    "settings.guidance": "引导系数：{value}{source}",
+    "settings.yours": "（你的设置）",
+    "settings.server": "（服务器默认）",
+    "settings.saved": "已保存。在 /imagine 里直接给出的选项仍然优先。",
+    "settings.reset_done": "你的默认设置已清除，/imagine 重新使用服务器的默认值。",
+    "settings.hint": "修改：/settings --steps 20 --ar 16:9 --guidance 4 · 清除：/settings reset",
+    "ban.done": "{user} 已被封禁：其下一次 /imagine 将被拒绝。",
+    "ban.undone": "{user} 可以再次使用机器人了。",
+    "ban.usage": "用法：/ban <用户 ID>，或回复对方的消息发送 /ban。",
+    "ban.unban_usage": "用法：/unban <用户 ID>，或回复对方的消息发送 /unban。",
     "help.text": (
         "我用 FLUX.1 根据文字画图。\n\n"
         "/imagine 黎明时悬崖上的灯塔，油画\n"
@@ -308,6 +379,7 @@ _ZH: dict[str, str] = {
         "/imagine 一碗拉面 --size 1024x768 --steps 20 --guidance 4\n\n"
         "选项：--seed N、--steps N、--ar 宽:高 或 --size 宽x高、--guidance X"
         "（也可以输入 ——seed）。\n"
+        "/settings --steps 20 --ar 16:9 把这些设为你的默认值。\n"
         "/history 查看最近的图片，/cancel 取消正在进行的任务。"
     ),
     "cmd.imagine": "根据文字生成图片",
@@ -316,6 +388,9 @@ _ZH: dict[str, str] = {
     "cmd.cancel": "取消你排队中或生成中的任务",
     "cmd.help": "使用说明",
     "cmd.start": "开始",
+    "cmd.settings": "你的默认步数、尺寸和引导系数",
+    "cmd.ban": "封禁用户（管理员）",
+    "cmd.unban": "解除封禁（管理员）",
     "button.cancel": "取消",
     "button.reroll": "🎲 重新生成",
     "button.variations": "变体",
@@ -337,6 +412,14 @@ _ZH: dict[str, str] = {
     "discord.name.status": "状态",
     "discord.name.history": "历史",
     "discord.name.cancel": "取消",
+    "discord.name.settings": "设置",
+    "discord.name.ban": "封禁",
+    "discord.name.unban": "解封",
+    "discord.opt.user": "用户",
+    "discord.opt.reset": "重置",
+    "discord.optdesc.user": "用户",
+    "discord.optdesc.reset": "清除你的默认设置（在应用这里给出的选项之前）",
+    "discord.settings_hint": "修改：/设置 加上 步数、比例 或 引导 · 清除：/设置 重置: True",
     "discord.opt.prompt": "提示词",
     "discord.opt.seed": "种子",
     "discord.opt.steps": "步数",

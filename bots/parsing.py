@@ -20,6 +20,12 @@ Errors are ``ParseError`` (a ``UserError``) with one of these keys and params:
     parse.bad_value       option, value, example      ``--seed abc``
     parse.duplicate       option                      ``--seed 1 --seed 2``
     parse.conflict        first, second               ``--ar 16:9 --size 512x512``
+
+``parse_settings`` reads ``/settings`` options with the same rules, plus:
+
+    parse.settings_usage   (no params)                no option at all
+    parse.settings_prompt  text                       words that are not options
+    parse.settings_seed    (no params)                ``--seed`` (a default seed makes no sense)
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from backend.domain import ImagineRequest, ReplyTarget, Requester
+from backend.domain import ImagineRequest, ReplyTarget, Requester, UserDefaults
 from backend.errors import UserError
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "ParsedImagine",
     "format_options",
     "parse_imagine",
+    "parse_settings",
     "to_request",
 ]
 
@@ -180,9 +187,9 @@ class _Collector:
             raise ParseError("parse.conflict", first=f"--{other}", second=f"--{option}")
         self.values[option] = _VALUE_PARSERS[option](option, raw)
 
-    def result(self) -> ParsedImagine:
+    def result(self, *, need_prompt: bool = True) -> ParsedImagine:
         prompt = " ".join(" ".join(self.words).split())
-        if not prompt:
+        if not prompt and need_prompt:
             raise ParseError("parse.usage")
         size = self.values.get("size")
         width, height = size if isinstance(size, tuple) else (None, None)
@@ -233,6 +240,29 @@ def _option_token(token: str) -> tuple[str, str | None] | None:
 
 def parse_imagine(text: str) -> ParsedImagine:
     """Split ``text`` (the command's argument) into a prompt and options; raise ``ParseError``."""
+    return _collect(text).result()
+
+
+def parse_settings(text: str) -> UserDefaults:
+    """The options of ``/settings --steps 20 --ar 16:9``: no prompt and no seed allowed."""
+    parsed = _collect(text).result(need_prompt=False)
+    if parsed.prompt:
+        raise ParseError("parse.settings_prompt", text=parsed.prompt)
+    if parsed.seed is not None:
+        raise ParseError("parse.settings_seed")
+    defaults = UserDefaults(
+        steps=parsed.steps,
+        width=parsed.width,
+        height=parsed.height,
+        aspect=parsed.aspect,
+        guidance=parsed.guidance,
+    )
+    if defaults.is_empty:
+        raise ParseError("parse.settings_usage")
+    return defaults
+
+
+def _collect(text: str) -> _Collector:
     tokens = text.split()
     collector = _Collector()
     index = 0
@@ -258,7 +288,7 @@ def parse_imagine(text: str) -> ParsedImagine:
             value = tokens[index]
             index += 1
         collector.add(name, value)
-    return collector.result()
+    return collector
 
 
 def format_options(parsed: ParsedImagine) -> str:

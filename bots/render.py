@@ -23,6 +23,7 @@ from backend.domain import (
     Started,
     StatusSnapshot,
     Succeeded,
+    UserSettings,
 )
 from bots.i18n import translate
 
@@ -143,6 +144,35 @@ def render_caption(job: Job, lang: str, limit: int = CAPTION_LIMIT) -> str:
     room = limit - len(details) - 1  # the newline between prompt and details
     prompt = shorten(p.prompt, room)
     return f"{prompt}\n{details}" if prompt else details[:limit]
+
+
+# ---- settings ---------------------------------------------------------------------------------
+
+
+def render_settings(settings: UserSettings, lang: str) -> str:
+    """The values a bare /imagine uses, each marked as the user's own or the server's default."""
+    mine = settings.defaults
+
+    def source(own: bool) -> str:
+        return translate("settings.yours" if own else "settings.server", lang)
+
+    own = {
+        "steps": source(mine.steps is not None),
+        "size": source(mine.aspect is not None or mine.width is not None),
+        "guidance": source(mine.guidance is not None),
+    }
+    size = {"width": settings.width, "height": settings.height, "source": own["size"]}
+    if mine.aspect is not None:
+        size_line = translate("settings.size_aspect", lang, aspect=mine.aspect, **size)
+    else:
+        size_line = translate("settings.size", lang, **size)
+    lines = [
+        translate("settings.title", lang),
+        translate("settings.steps", lang, value=settings.steps, source=own["steps"]),
+        size_line,
+        translate("settings.guidance", lang, value=settings.guidance, source=own["guidance"]),
+    ]
+    return "\n".join(lines)
 
 
 # ---- history ----------------------------------------------------------------------------------

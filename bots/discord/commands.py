@@ -1,4 +1,4 @@
-"""The application commands: /imagine, /status, /history, /cancel.
+"""The application commands: /imagine, /settings, /status, /history, /cancel, /ban, /unban.
 
 Option bounds come from the config, so the callbacks are defined inside
 :func:`register_commands` with their ``Range`` annotations evaluated there (this module must not
@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 
 from backend.config import Config
-from backend.domain import HistoryScope, ReplyTarget, Requester, Submission
+from backend.domain import HistoryScope, ReplyTarget, Requester, Submission, UserDefaults
 from backend.errors import AccessDenied
 from backend.validation import SEED_MAX
 from bots.discord.actions import start_job
@@ -23,7 +23,7 @@ from bots.discord.translator import text
 from bots.discord.views import MAX_HISTORY_BUTTONS, history_view
 from bots.i18n import translate
 from bots.parsing import ParsedImagine, ParseError, parse_imagine, to_request
-from bots.render import render_history, render_status, shorten
+from bots.render import render_history, render_settings, render_status, shorten
 
 MESSAGE_LIMIT = 2000  # characters of message content
 PROMPT_FLAGS_ROOM = 200  # the prompt option also carries --flags
@@ -111,8 +111,47 @@ async def cancel(interaction: discord.Interaction[Any], job: str | None) -> None
     )
 
 
+async def settings(
+    interaction: discord.Interaction[Any],
+    steps: int | None,
+    aspect: str | None,
+    guidance: float | None,
+    reset: bool,
+) -> None:
+    """Show one's defaults for /imagine, after clearing and/or changing them; ephemeral."""
+    context = context_of(interaction)
+    requester, lang = context.requester(interaction), context.language(interaction)
+    service = context.service
+    lines: list[str] = []
+    if reset:
+        await service.reset_defaults(requester)
+        lines = [translate("settings.reset_done", lang)]
+    defaults = UserDefaults(steps=steps, aspect=aspect, guidance=guidance)
+    if not defaults.is_empty:
+        await service.set_defaults(requester, defaults)
+        lines = [translate("settings.saved", lang)]
+    lines.append(render_settings(service.user_settings(requester), lang))
+    lines.append(translate("discord.settings_hint", lang))
+    await interaction.response.send_message("\n".join(lines), ephemeral=True)
+
+
+async def set_banned(
+    interaction: discord.Interaction[Any], user: discord.User | discord.Member, *, banned: bool
+) -> None:
+    """Ban or unban ``user`` (admins only; others get the polite refusal); ephemeral."""
+    context = context_of(interaction)
+    requester = context.requester(interaction)
+    if not context.service.is_admin(requester):
+        raise AccessDenied("error.admin_only")
+    await context.service.set_banned(requester, str(user.id), banned=banned)
+    sentence = translate(
+        "ban.done" if banned else "ban.undone", context.language(interaction), user=user.mention
+    )
+    await interaction.response.send_message(sentence, ephemeral=True)
+
+
 def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> None:
-    """Add the four commands to ``tree`` with bounds and choices from ``config.limits``."""
+    """Add every command to ``tree`` with bounds and choices from ``config.limits``."""
     limits = config.limits
     ratios = [Choice(name=ratio, value=ratio) for ratio in limits.aspect_ratios[:25]]
     prompt_max = min(6000, limits.max_prompt_chars + PROMPT_FLAGS_ROOM)
@@ -163,7 +202,49 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
     ) -> None:
         await cancel(interaction, job)
 
+    @app_commands.command(name=text("discord.name.settings"), description=text("cmd.settings"))
+    @app_commands.rename(
+        steps=text("discord.opt.steps"),
+        aspect=text("discord.opt.aspect"),
+        guidance=text("discord.opt.guidance"),
+        reset=text("discord.opt.reset"),
+    )
+    @app_commands.describe(
+        steps=text("discord.optdesc.steps"),
+        aspect=text("discord.optdesc.aspect"),
+        guidance=text("discord.optdesc.guidance"),
+        reset=text("discord.optdesc.reset"),
+    )
+    @app_commands.choices(aspect=ratios)
+    async def settings_command(
+        interaction: discord.Interaction[Any],
+        steps: Range[int, 1, limits.max_steps] | None = None,
+        aspect: str | None = None,
+        guidance: Range[float, limits.min_guidance, limits.max_guidance] | None = None,
+        reset: bool = False,
+    ) -> None:
+        await settings(interaction, steps, aspect, guidance, reset)
+
+    @app_commands.command(name=text("discord.name.ban"), description=text("cmd.ban"))
+    @app_commands.rename(user=text("discord.opt.user"))
+    @app_commands.describe(user=text("discord.optdesc.user"))
+    async def ban_command(
+        interaction: discord.Interaction[Any], user: discord.User | discord.Member
+    ) -> None:
+        await set_banned(interaction, user, banned=True)
+
+    @app_commands.command(name=text("discord.name.unban"), description=text("cmd.unban"))
+    @app_commands.rename(user=text("discord.opt.user"))
+    @app_commands.describe(user=text("discord.optdesc.user"))
+    async def unban_command(
+        interaction: discord.Interaction[Any], user: discord.User | discord.Member
+    ) -> None:
+        await set_banned(interaction, user, banned=False)
+
     tree.add_command(imagine_command)
+    tree.add_command(settings_command)
     tree.add_command(status_command)
     tree.add_command(history_command)
     tree.add_command(cancel_command)
+    tree.add_command(ban_command)
+    tree.add_command(unban_command)

@@ -20,8 +20,8 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from backend.domain import HistoryScope, JobStatus, Platform, ReplyTarget, Requester, Submission
 from backend.errors import AccessDenied, InvalidRequest, UserError
 from bots.i18n import pick_language, translate
-from bots.parsing import parse_imagine, to_request
-from bots.render import render_history, render_status
+from bots.parsing import parse_imagine, parse_settings, to_request
+from bots.render import render_history, render_settings, render_status
 from bots.telegram.jobs import JobFlow, with_retries
 from bots.telegram.keyboards import Action, ButtonPress, decode, history_keyboard
 
@@ -29,7 +29,9 @@ log = logging.getLogger("majicbot.telegram")
 
 Context = ContextTypes.DEFAULT_TYPE
 HISTORY_DEFAULT, HISTORY_MAX = 10, 20
-COMMANDS = ("imagine", "status", "history", "cancel", "help", "start")
+# Registered with setMyCommands in this order (/ban and /unban are admin tools: not listed).
+COMMANDS = ("imagine", "settings", "status", "history", "cancel", "help", "start")
+RESET_WORDS = ("reset", "重置")
 
 
 class TelegramHandlers:
@@ -47,6 +49,9 @@ class TelegramHandlers:
         application.add_handler(CommandHandler("status", self.status, only_new))
         application.add_handler(CommandHandler("history", self.history, only_new))
         application.add_handler(CommandHandler("cancel", self.cancel, only_new))
+        application.add_handler(CommandHandler("settings", self.settings, only_new))
+        application.add_handler(CommandHandler("ban", self.ban, only_new))
+        application.add_handler(CommandHandler("unban", self.unban, only_new))
         application.add_handler(CommandHandler(["start", "help"], self.help, only_new))
         application.add_handler(CallbackQueryHandler(self.button))
         application.add_error_handler(self.on_error)
@@ -132,6 +137,42 @@ class TelegramHandlers:
             job_id = own[-1].id
         await self.service.cancel(job_id, requester)
         await update.effective_message.reply_text(translate("cancel.done", lang, job_id=job_id))
+
+    async def settings(self, update: Update, context: Context) -> None:
+        """/settings [--steps N] [--ar W:H | --size WxH] [--guidance X] | reset: one's defaults."""
+        assert update.effective_message is not None
+        requester, lang = self.requester(update), self.language(update)
+        text = " ".join(context.args or [])
+        lines: list[str] = []
+        if text.strip().lower() in RESET_WORDS:
+            await self.service.reset_defaults(requester)
+            lines.append(translate("settings.reset_done", lang))
+        elif text.strip():
+            await self.service.set_defaults(requester, parse_settings(text))
+            lines.append(translate("settings.saved", lang))
+        lines.append(render_settings(self.service.user_settings(requester), lang))
+        lines.append(translate("settings.hint", lang))
+        await update.effective_message.reply_text("\n".join(lines))
+
+    async def ban(self, update: Update, context: Context) -> None:
+        """/ban <user id>, or /ban as a reply to the user's message (admins)."""
+        await self._set_banned(update, context.args or [], banned=True)
+
+    async def unban(self, update: Update, context: Context) -> None:
+        """/unban <user id>, or /unban as a reply to the user's message (admins)."""
+        await self._set_banned(update, context.args or [], banned=False)
+
+    async def _set_banned(self, update: Update, args: list[str], *, banned: bool) -> None:
+        message = update.effective_message
+        assert message is not None
+        requester = self.requester(update)
+        if not self.service.is_admin(requester):
+            raise AccessDenied("error.admin_only")
+        usage = "ban.usage" if banned else "ban.unban_usage"
+        user_id, label = _ban_target(message, args, usage)
+        await self.service.set_banned(requester, user_id, banned=banned)
+        done = "ban.done" if banned else "ban.undone"
+        await message.reply_text(translate(done, self.language(update), user=label))
 
     # ---- buttons ---------------------------------------------------------------------------------
 
@@ -223,6 +264,17 @@ def _prompt_text(message: Message, args: list[str]) -> str:
         quoted = replied.text or replied.caption or ""
         text = f"{quoted} {text}".strip()
     return text
+
+
+def _ban_target(message: Message, args: list[str], usage_key: str) -> tuple[str, str]:
+    """(user id, how to name them) from ``/ban 12345`` or ``/ban`` replying to their message."""
+    if len(args) == 1 and args[0].isdigit():
+        return args[0], args[0]
+    replied = message.reply_to_message
+    author = replied.from_user if replied is not None else None
+    if not args and author is not None and not author.is_bot:
+        return str(author.id), f"{author.full_name} ({author.id})"
+    raise InvalidRequest(usage_key)
 
 
 def _history_args(args: list[str]) -> tuple[HistoryScope, int]:

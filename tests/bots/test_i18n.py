@@ -50,7 +50,7 @@ def _keys_used_in_source() -> set[str]:
     """Literal keys passed to translate()/raised in bots/ (f-strings are checked elsewhere)."""
     pattern = re.compile(
         r"""["']((?:job|cb|button|cmd|status|history|cancel|help|caption|"""
-        r"""parse|error|unit)\.[a-z_.]+)["']"""
+        r"""parse|error|unit|settings|ban)\.[a-z_.]+)["']"""
     )
     used: set[str] = set()
     for path in (ROOT / "bots").rglob("*.py"):
@@ -87,6 +87,9 @@ def test_every_parse_error_key_is_translated_with_its_params() -> None:
         "parse.bad_value",
         "parse.duplicate",
         "parse.conflict",
+        "parse.settings_usage",
+        "parse.settings_prompt",
+        "parse.settings_seed",
     }
     for key, params in documented.items():
         for lang in LANGUAGES:

@@ -49,7 +49,15 @@ async def test_one_imagine_end_to_end_over_a_real_gateway(tiny_config: Config) -
     edits = [c for c in fake.calls if c.path.endswith("/messages/@original")]
     assert callback.body == {"type": 5}
     assert fake.calls.index(callback) < fake.calls.index(edits[0])
-    assert {c["name"] for c in sync.body} == {"imagine", "status", "history", "cancel"}
+    assert {c["name"] for c in sync.body} == {
+        "imagine",
+        "settings",
+        "status",
+        "history",
+        "cancel",
+        "ban",
+        "unban",
+    }
     assert edits[0].body["content"].startswith(ZH_PROGRESS)
     assert edits[0].body["components"][0]["components"][0]["label"] == "取消"
     assert final.body["content"] == (

@@ -345,7 +345,15 @@ def test_chinese_command_names_and_descriptions_are_registered() -> None:
         return await command_payload(client.tree, None)
 
     commands = {c["name"]: c for c in asyncio.run(payload())}
-    assert sorted(commands) == ["cancel", "history", "imagine", "status"]
+    assert sorted(commands) == [
+        "ban",
+        "cancel",
+        "history",
+        "imagine",
+        "settings",
+        "status",
+        "unban",
+    ]
     imagine = commands["imagine"]
     assert imagine["name_localizations"] == {"zh-CN": "画图"}
     assert imagine["description_localizations"] == {"zh-CN": "根据文字生成图片"}

@@ -58,6 +58,7 @@ async def test_start_registers_localized_commands_and_help_answers(
     assert set(commands) == {None, "zh"}
     assert [c["command"] for c in commands[None]] == [
         "imagine",
+        "settings",
         "status",
         "history",
         "cancel",
