@@ -77,7 +77,9 @@ class LimitsConfig:
     # max_pixels pixels.
     min_side: int = field(default=256, metadata=_range(16, 4096, multiple=16))
     max_side: int = field(default=2048, metadata=_range(16, 4096, multiple=16))
-    max_pixels: int = field(default=1024 * 1024 * 2, metadata=_range(16 * 16, 4096 * 4096))
+    # Also sizes the VRAM the engine keeps for activations (about 2.4 GiB per megapixel): raising
+    # it can move `auto` to a slower profile on a small card.
+    max_pixels: int = field(default=1024 * 1024, metadata=_range(16 * 16, 4096 * 4096))
     per_user_queue: int = field(default=3, metadata=_range(1, 1000))
     per_user_hourly: int = field(default=60, metadata=_range(1, 100000))
     queue_max: int = field(default=200, metadata=_range(1, 1000000))

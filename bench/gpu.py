@@ -9,7 +9,10 @@ PROCESS:
 - ``baseline``: diffsynth's plain ``FluxImagePipeline.from_pretrained`` with everything on the GPU
   in bf16, called directly, no service around it;
 - ``gpu``, ``gpu-fp8``, ``balanced``, ``lowvram``, ``auto``: the product engine
-  (``backend.engine.factory.make_engines``) with that profile forced.
+  (``DiffsynthEngine``, as ``backend.engine.factory.make_engines`` builds it) with that profile
+  forced; ``<profile>-before`` (e.g. ``lowvram-before``) is the same with the engine's pinned
+  streaming fix off (``pinned_streaming=False``, ``backend.engine.streaming``), so one run
+  measures before and after on the same machine.
 
 Per run: time to ready (process start → load and warm-up done) with per-component load seconds;
 first image and steady seconds per image (median) with the text-encode / denoise / decode split;
@@ -19,12 +22,15 @@ of ``majicbot serve`` → the Telegram adapter answers ``/status`` through the l
 (``tests/fakes/telegram_server.py``), one fresh ``serve`` per listed profile.
 
 Full results go to ``<out>/gpu-<card>-<date>.json`` (plus ``bench-logs.txt``, the tail of every
-run's log); per-run files stay in ``--work``. A short table is printed last.
+run's log); per-run files stay in ``--work``. The last image of each run is kept there as PNG
+(and one more at ``--check-steps`` steps), and runs with images of the same step count are
+compared pixel by pixel (max abs difference). A short table is printed last.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -44,6 +50,7 @@ from typing import Any
 from bench import random_weights as rw
 
 RUNS = ("baseline", "gpu", "gpu-fp8", "balanced", "lowvram", "auto")
+BEFORE = "-before"  # run suffix: the engine without the pinned-streaming fix
 PROMPT = "a photo of a cat sitting on a red chair in a sunny garden, detailed, 35 mm"
 SEED = 1234
 GiB = 1024**3
@@ -219,6 +226,8 @@ class RunResult:
         data["steady_s_per_image"] = self.steady_s
         for part in ("text_encode_s", "denoise_s", "decode_s"):
             data[f"steady_{part}"] = median([getattr(i, part) for i in self.images[1:]])
+        per_step = [i.denoise_s / i.steps for i in self.images[1:] if i.steps]
+        data["steady_s_per_step"] = median(per_step)
         return data
 
 
@@ -321,9 +330,9 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
     """The product engine with ``profile`` forced (or ``auto``): load, warm up, images."""
     from backend.config import Config, EngineConfig
     from backend.domain import GenerationParams
-    from backend.engine.factory import make_engines
+    from backend.engine.diffsynth_engine import DiffsynthEngine
 
-    profile = result.run
+    profile = result.run.removesuffix(BEFORE)
     cap_gib = args.cap_for.get(profile)
     if cap_gib is not None:
         import torch
@@ -335,7 +344,7 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
         engine=EngineConfig(models_dir=args.models_dir, profile=profile, devices=("cuda:0",))
     )
     start = time.time()
-    engine = make_engines(config)[0]
+    engine = DiffsynthEngine(config, "cuda:0", pinned_streaming=not result.run.endswith(BEFORE))
     engine.load(lambda _state: None)
     result.load_s = time.time() - start
     result.time_to_ready_s = time.time() - t0
@@ -349,7 +358,7 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
         for c in state.components
     ]
     result.peak_allocated_load_bytes = torch.cuda.max_memory_allocated()
-    steps = args.steps_for.get(profile, args.steps)
+    steps = args.steps_for.get(result.run, args.steps)
     result.steps = steps
     params = GenerationParams(PROMPT, SEED, steps, args.size, args.size, 3.5)
     deadline = time.time() + args.run_budget_s
@@ -373,11 +382,59 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
         if i >= 1 and time.time() > deadline:
             break
     _finish_memory(result, torch)
+    _save_image(args, result.run, steps, out.image)
+    check = args.check_steps.get(result.run)
+    if check is not None and check != steps:
+        extra = dataclasses.replace(params, steps=check)
+        _save_image(args, result.run, check, engine.generate(extra, _no_step, _never).image)
     engine.close()
+
+
+def _no_step(_step: int, _total: int) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
+
+
+def _save_image(args: argparse.Namespace, run: str, steps: int, image: Any) -> None:
+    image.save(args.result.parent / f"image-{run}-{steps}steps.png")
+
+
+def pixel_diffs(work: Path) -> list[dict[str, Any]]:
+    """Max abs pixel difference between every two runs' images of the same step count."""
+    import numpy as np
+    from PIL import Image
+
+    found: dict[str, list[tuple[str, Path]]] = {}
+    for path in sorted(work.glob("image-*steps.png")):
+        run, steps = path.stem.removeprefix("image-").rsplit("-", 1)
+        found.setdefault(steps, []).append((run, path))
+    diffs = []
+    for steps, images in found.items():
+        for i, (run_a, path_a) in enumerate(images):
+            for run_b, path_b in images[i + 1 :]:
+                a = np.asarray(Image.open(path_a), dtype=np.int16)
+                b = np.asarray(Image.open(path_b), dtype=np.int16)
+                diff = np.abs(a - b)
+                diffs.append(
+                    {
+                        "a": run_a,
+                        "b": run_b,
+                        "steps": int(steps.removesuffix("steps")),
+                        "max_abs": int(diff.max()),
+                        "pixels_differing": int((diff.max(axis=-1) > 0).sum()),
+                    }
+                )
+    return diffs
 
 
 def child_main(args: argparse.Namespace) -> int:
     t0 = float(os.environ.get("BENCH_T0", time.time()))
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(name)s %(message)s")
     result = RunResult(run=args.child, size=args.size)
     try:
         if args.child == "baseline":
@@ -423,6 +480,8 @@ def run_child(run: str, args: argparse.Namespace) -> dict[str, Any]:
         ",".join(f"{k}={v}" for k, v in args.steps_for.items()),
         "--cap-for",
         ",".join(f"{k}={v}" for k, v in args.cap_for.items()),
+        "--check-steps",
+        ",".join(f"{k}={v}" for k, v in args.check_steps.items()),
     ]
     env = {**os.environ, "BENCH_T0": repr(time.time()), "PYTHONUNBUFFERED": "1"}
     with (args.work / f"run-{run}.log").open("w") as log, DeviceMemoryPoller() as poller:
@@ -544,7 +603,7 @@ def table(results: dict[str, Any]) -> str:
     base_steady = base.get("steady_s_per_image")
     rows = [
         f"{'run':<10} {'profile':<9} {'ready s':>8} {'load s':>7} {'first s':>8} "
-        f"{'steady s':>9} {'x base':>7} {'enc/den/dec s':>16} {'alloc GB':>9} "
+        f"{'steady s':>9} {'s/step':>7} {'x base':>7} {'enc/den/dec s':>16} {'alloc GB':>9} "
         f"{'dev GB':>7} {'RSS GB':>7} {'steps':>5}"
     ]
     for name, r in runs.items():
@@ -560,10 +619,17 @@ def table(results: dict[str, Any]) -> str:
         rows.append(
             f"{name:<10} {r.get('profile', '')[:9]:<9} {_fmt(r.get('time_to_ready_s')):>8} "
             f"{_fmt(r.get('load_s')):>7} {_fmt(r.get('first_image_s')):>8} "
-            f"{_fmt(steady, digits=2):>9} {_fmt(ratio, digits=2):>7} {split:>16} "
+            f"{_fmt(steady, digits=2):>9} {_fmt(r.get('steady_s_per_step'), digits=3):>7} "
+            f"{_fmt(ratio, digits=2):>7} {split:>16} "
             f"{_fmt((r.get('peak_allocated_bytes') or 0) / 1e9):>9} "
             f"{_fmt(dev * 1.048576 / 1000 if dev else None):>7} "
             f"{_fmt((r.get('peak_host_rss_bytes') or 0) / 1e9):>7} {r.get('steps', 0):>5}"
+        )
+    rows += _before_after(runs)
+    for d in results.get("pixel_diffs", []):
+        rows.append(
+            f"pixels {d['a']} vs {d['b']} ({d['steps']} steps): max abs diff {d['max_abs']}, "
+            f"{d['pixels_differing']} pixels differ"
         )
     floor = results.get("raw_read", {})
     rows.append(
@@ -574,6 +640,29 @@ def table(results: dict[str, Any]) -> str:
         tti = _fmt(t.get("tti_s"), " s", 2)
         rows.append(f"time to interactive ({name}): {tti} {t.get('note', '')}")
     return "\n".join(rows)
+
+
+def _before_after(runs: dict[str, Any]) -> list[str]:
+    """after / before ratios for every ``<profile>-before`` run that has its ``<profile>`` run."""
+    rows = []
+    for name, before in runs.items():
+        after = runs.get(name.removesuffix(BEFORE)) if name.endswith(BEFORE) else None
+        if not after or not (after.get("ok") and before.get("ok")):
+            continue
+        parts = []
+        for key, label in (
+            ("steady_s_per_step", "s/step"),
+            ("steady_s_per_image", "s/image"),
+            ("steady_text_encode_s", "encode"),
+            ("steady_decode_s", "decode"),
+            ("time_to_ready_s", "ready"),
+        ):
+            a, b = after.get(key), before.get(key)
+            same_steps = after.get("steps") == before.get("steps") or key in ("steady_s_per_step",)
+            if a and b and (same_steps or key == "time_to_ready_s"):
+                parts.append(f"{label} {b:.2f} -> {a:.2f} ({b / a:.1f}x)")
+        rows.append(f"{name.removesuffix(BEFORE)} before -> after: " + "; ".join(parts))
+    return rows
 
 
 def parent_main(args: argparse.Namespace) -> int:
@@ -590,6 +679,7 @@ def parent_main(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "steps_for": args.steps_for,
             "cap_gib_for": args.cap_for,
+            "check_steps": args.check_steps,
             "images_per_run": args.images,
             "prompt": PROMPT,
             "seed": SEED,
@@ -608,6 +698,8 @@ def parent_main(args: argparse.Namespace) -> int:
         print(f"--- {run}", flush=True)
         results["runs"][run] = run_child(run, args)
         _save(results, out)
+    results["pixel_diffs"] = pixel_diffs(args.work)
+    _save(results, out)
     if args.tti_profiles:
         results["tti"] = measure_tti(args)
         _save(results, out)
@@ -657,6 +749,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_cap_for,
         default={},
         help="simulate a smaller card per run (GiB, set_per_process_memory_fraction), e.g. auto=12",
+    )
+    parser.add_argument(
+        "--check-steps",
+        type=_steps_for,
+        default={},
+        help="one more image at this many steps per run, to compare pixels, e.g. lowvram=2",
     )
     parser.add_argument("--images", type=int, default=4, help="first + steady images per run")
     parser.add_argument(

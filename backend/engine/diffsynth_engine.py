@@ -60,8 +60,13 @@ WARMUP_SIDE_CPU = 64
 class DiffsynthEngine:
     """One FLUX pipeline on one device ("cpu" or "cuda:N"); implements ``Engine``."""
 
-    def __init__(self, config: Config, device: str) -> None:
+    def __init__(self, config: Config, device: str, *, pinned_streaming: bool = True) -> None:
+        """``pinned_streaming=False`` keeps diffsynth's own weight streaming for components that
+        rest in CPU RAM (``backend.engine.streaming`` explains the fix; the GPU bench turns it off
+        to measure the difference)."""
         self._config = config
+        self._pinned_streaming = pinned_streaming
+        self._streaming: Any = None  # (PinnedArena, VramGate) once a component needs them
         self._device = "cuda:0" if device == "cuda" else device
         self._lock = threading.Lock()
         self._files: ModelFiles = model_files(config)
@@ -176,7 +181,12 @@ class DiffsynthEngine:
         memory = self._measure_memory()
         params = component_parameters(self._files)
         engine = self._config.engine
-        choice = choose_profile(engine.profile, self._device, memory, params, engine.vram_margin_gb)
+        limits = self._config.limits
+        # Aspect-ratio sizes hold about default_side² pixels whatever max_pixels says.
+        max_pixels = max(limits.max_pixels, limits.default_side**2)
+        choice = choose_profile(
+            engine.profile, self._device, memory, params, engine.vram_margin_gb, max_pixels
+        )
         log.info("engine %s: profile %s — %s", self._device, choice.profile.name, choice.reason)
         self._choice = choice
         self._update(
@@ -245,6 +255,7 @@ class DiffsynthEngine:
             with ReadAhead(files.paths, read):
                 for name, entry in model_entries(files).items():
                     model = pool.load_model_file(entry, path, vram_config, vram_limit=limit)
+                    self._stream_pinned(component, placement, model)
                     setattr(pipe, _PIPE_ATTRIBUTES[name], model)
         except Exception as exc:
             seconds = time.perf_counter() - started
@@ -258,6 +269,28 @@ class DiffsynthEngine:
         )
         self._refresh_vram(self._torch, report)
         log.info("engine %s: %s ready in %.1f s on %s", self._device, component, seconds, rest)
+
+    def _stream_pinned(self, component: Component, placement: Placement, model: Any) -> None:
+        """Pin a CPU-resting component and patch its layer wrappers (``backend.engine.streaming``);
+        nothing happens on the CPU device or for components resident on the GPU."""
+        from backend.engine import streaming
+
+        rest, device = placement.rest.device, placement.computation.device
+        if not (placement.managed and self._pinned_streaming):
+            return
+        if not streaming.wants_pinned_streaming(rest, device):
+            return
+        if self._streaming is None:
+            arena = streaming.PinnedArena(streaming.pinned_allocator)
+            self._streaming = (arena, streaming.VramGate(streaming.cuda_used_gib))
+        arena, gate = self._streaming
+        done = streaming.apply(model, arena, gate)
+        log.info(
+            "engine %s: %s pinned %.2f GB in %d tensors of %d layers in %.1f s (%d layers left "
+            "to diffsynth: %s)",
+            self._device, component, done.bytes_pinned / 1e9, done.tensors, done.wrappers,
+            done.seconds, done.skipped, ", ".join(sorted(done.skipped_kinds)) or "none",
+        )  # fmt: skip
 
     def _vram_config(self, placement: Placement) -> dict[str, Any]:
         def dtype(name: str | None) -> Any:
@@ -353,8 +386,12 @@ class DiffsynthEngine:
     def close(self) -> None:
         """Drop the pipeline and give its GPU memory back. Safe to call more than once."""
         self._pipe = None
+        self._streaming = None
         if self._torch is not None:
             self._free_cache()
+            host_empty_cache = getattr(self._torch._C, "_host_emptyCache", None)
+            if self._device != "cpu" and host_empty_cache is not None:
+                host_empty_cache()  # give the pinned weights back to the OS
 
 
 _PIPE_ATTRIBUTES = {

@@ -19,7 +19,8 @@ computation place. The recipes (``D`` = the GPU):
 
 ``choose_profile`` is a pure function of measured numbers (free VRAM, host RAM, parameter counts),
 so the auto choice is unit-tested without a GPU. Memory figures follow the H100 measurements in
-FLUX.md: weights at their resting dtype plus an activation reserve for 1024² at 28 steps.
+FLUX.md and BENCHMARKS.md: weights at their resting dtype plus an activation reserve that grows
+with the largest image the config allows (``limits.max_pixels``; ``activation_reserve_bytes``).
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ ITEMSIZE = {BF16: 2, FP8: 1, "float32": 4, "float16": 2}
 AUTO_ORDER = ("gpu", "gpu-fp8", "balanced", "lowvram")  # fastest first
 GPU_PROFILES = AUTO_ORDER
 CPU_PROFILE = "cpu"
-# Activations, attention buffers and the VAE decode at ~2 Mpx (measured: weights + 0.5-1.3 GB).
-ACTIVATION_RESERVE_BYTES = 2 * GIB
+# Activations, attention buffers and the VAE decode grow with the pixel count; the base covers what
+# does not (cuBLAS workspace, text-encoder activations, fp8 -> bf16 layer copies, weights that the
+# parameter count misses). Fitted to the H100 runs (BENCHMARKS.md), peak allocated minus declared
+# weights: 2.75 GiB (gpu) and 2.90 GiB (gpu-fp8) at 1024², 0.52 / 0.66 GiB at the 256² warm-up,
+# i.e. ~2.4 GiB per Mpx over ~0.5 GiB. 3.0 GiB at 1 Mpx, 5.4 GiB at the default 2 Mpx.
+ACTIVATION_BASE_BYTES = int(0.6 * GIB)
+ACTIVATION_PER_MPX_BYTES = int(2.4 * GIB)
+MPX = 1024 * 1024
+DEFAULT_MAX_PIXELS = MPX  # config.limits.max_pixels' default
 # balanced wants at least this share of the fp8 DiT to stay on the GPU; below it, stream (lowvram).
 BALANCED_MIN_DIT_SHARE = 0.5
 # lowvram streams layers: a few in flight plus activations.
@@ -172,8 +180,16 @@ def _bytes(params: dict[Component, int], component: Component, dtype: str) -> in
     return params.get(component, 0) * ITEMSIZE[dtype]
 
 
-def needs(profile: Profile, params: dict[Component, int]) -> Needs:
-    """Peak VRAM and host RAM a profile needs for models of these parameter counts."""
+def activation_reserve_bytes(max_pixels: int) -> int:
+    """VRAM kept free for activations and the VAE decode of an image of ``max_pixels`` pixels."""
+    return ACTIVATION_BASE_BYTES + ACTIVATION_PER_MPX_BYTES * max_pixels // MPX
+
+
+def needs(
+    profile: Profile, params: dict[Component, int], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Needs:
+    """Peak VRAM and host RAM a profile needs for models of these parameter counts, for images
+    of up to ``max_pixels`` pixels."""
     vram = host = 0
     for component, placement in profile.placements:
         rest = _bytes(params, component, placement.rest.dtype)
@@ -186,7 +202,7 @@ def needs(profile: Profile, params: dict[Component, int]) -> Needs:
     elif profile.vram_limit == "zero":
         vram += LOWVRAM_STREAM_BYTES
     if profile.name != CPU_PROFILE:
-        vram += ACTIVATION_RESERVE_BYTES
+        vram += activation_reserve_bytes(max_pixels)
     return Needs(vram=vram, host=host + HOST_SLACK_BYTES)
 
 
@@ -199,7 +215,7 @@ def _fits(need: Needs, memory: Memory, margin: int, on_gpu: bool) -> bool:
     return vram_ok and need.host <= memory.host_available
 
 
-def _vram_limit_gb(profile: Profile, memory: Memory, margin: int) -> float | None:
+def _vram_limit_gb(profile: Profile, memory: Memory, margin: int, max_pixels: int) -> float | None:
     """diffsynth compares device-wide used VRAM with this limit before keeping a layer."""
     if profile.vram_limit == "zero":
         return 0.0
@@ -207,7 +223,7 @@ def _vram_limit_gb(profile: Profile, memory: Memory, margin: int) -> float | Non
         used_now = memory.vram_device_used
         if used_now is None:
             used_now = memory.vram_total - memory.vram_free
-        keep = memory.vram_free - margin - ACTIVATION_RESERVE_BYTES
+        keep = memory.vram_free - margin - activation_reserve_bytes(max_pixels)
         return max(used_now + keep, 0) / GIB
     return None
 
@@ -221,10 +237,16 @@ def _describe(name: str, need: Needs, memory: Memory, margin: int, on_gpu: bool)
 
 
 def choose_profile(
-    requested: str, device: str, memory: Memory, params: dict[Component, int], margin_gb: float
+    requested: str,
+    device: str,
+    memory: Memory,
+    params: dict[Component, int],
+    margin_gb: float,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Choice:
     """Pick the profile for ``device``: the requested one if it fits, or with ``auto`` the fastest
-    that fits. Raises ProfileDoesNotFit naming the memory needed and the profile to use instead."""
+    that fits, for images of up to ``max_pixels`` pixels. Raises ProfileDoesNotFit naming the
+    memory needed and the profile to use instead."""
     margin = int(margin_gb * GIB)
     on_gpu = device != "cpu"
     if not on_gpu:
@@ -232,15 +254,15 @@ def choose_profile(
     candidates = AUTO_ORDER if requested == "auto" else (requested,)
     for name in candidates:
         profile = recipe(name, device)
-        need = needs(profile, params)
+        need = needs(profile, params, max_pixels)
         if _fits(need, memory, margin, on_gpu):
-            limit = _vram_limit_gb(profile, memory, margin)
+            limit = _vram_limit_gb(profile, memory, margin, max_pixels)
             why = _describe(name, need, memory, margin, on_gpu)
             reason = (
                 f"auto chose {why}" if requested == "auto" else f"engine.profile = {name}: {why}"
             )
             return Choice(profile, reason, limit, need)
-    raise _does_not_fit(requested, device, memory, params, margin)
+    raise _does_not_fit(requested, device, memory, params, margin, max_pixels)
 
 
 def _choose_cpu(requested: str, memory: Memory, params: dict[Component, int]) -> Choice:
@@ -260,18 +282,21 @@ def _choose_cpu(requested: str, memory: Memory, params: dict[Component, int]) ->
 
 
 def _does_not_fit(
-    requested: str, device: str, memory: Memory, params: dict[Component, int], margin: int
+    requested: str,
+    device: str,
+    memory: Memory,
+    params: dict[Component, int],
+    margin: int,
+    max_pixels: int,
 ) -> ProfileDoesNotFit:
     tried = AUTO_ORDER if requested == "auto" else (requested,)
-    details = "; ".join(
-        _describe(n, needs(recipe(n, device), params), memory, margin, True) for n in tried
-    )
+
+    def need_of(name: str) -> Needs:
+        return needs(recipe(name, device), params, max_pixels)
+
+    details = "; ".join(_describe(n, need_of(n), memory, margin, True) for n in tried)
     instead = next(
-        (
-            n
-            for n in AUTO_ORDER
-            if n not in tried and _fits(needs(recipe(n, device), params), memory, margin, True)
-        ),
+        (n for n in AUTO_ORDER if n not in tried and _fits(need_of(n), memory, margin, True)),
         None,
     )
     advice = (
@@ -280,7 +305,7 @@ def _does_not_fit(
         else "free GPU memory or host RAM, lower engine.vram_margin_gb, or use a larger GPU"
     )
     name = requested if requested != "auto" else AUTO_ORDER[-1]
-    need = needs(recipe(name, device), params)
+    need = need_of(name)
     return ProfileDoesNotFit(
         f"no placement fits on {device}: {details}. {advice}",
         profile=name,

@@ -7,10 +7,12 @@ import pytest
 from backend.engine.files import Component
 from backend.engine.profiles import (
     GIB,
+    MPX,
     Memory,
     Needs,
     Place,
     Placement,
+    activation_reserve_bytes,
     choose_profile,
     needs,
     recipe,
@@ -92,45 +94,62 @@ def test_the_cpu_device_always_gets_the_cpu_recipe() -> None:
         }
 
 
-def test_needs_follow_the_resting_dtypes() -> None:
+def test_the_activation_reserve_grows_with_the_largest_image() -> None:
+    # Fitted to the H100 runs: 2.75 (gpu) / 2.90 (gpu-fp8) GiB over the weights at 1024².
+    assert activation_reserve_bytes(MPX) == pytest.approx(gib(3.0), abs=2)
+    assert activation_reserve_bytes(2 * MPX) == pytest.approx(gib(5.4), abs=2)
+    assert activation_reserve_bytes(256 * 256) == pytest.approx(gib(0.75), abs=2)
+
+
+def test_needs_follow_the_resting_dtypes_and_the_largest_image() -> None:
     weights_bf16 = 2 * sum(FLUX.values())
-    assert needs(recipe("gpu", GPU), FLUX) == Needs(vram=weights_bf16 + gib(2), host=gib(2))
+    at_2mpx, at_1mpx = activation_reserve_bytes(2 * MPX), activation_reserve_bytes(MPX)
+    assert needs(recipe("gpu", GPU), FLUX, 2 * MPX) == Needs(weights_bf16 + at_2mpx, gib(2))
+    # The default is the config's default limits.max_pixels: 1 Mpx.
+    assert needs(recipe("gpu", GPU), FLUX) == Needs(vram=weights_bf16 + at_1mpx, host=gib(2))
     encoders = 2 * (FLUX[Component.T5] + FLUX[Component.CLIP] + FLUX[Component.VAE])
     fp8_dit = FLUX[Component.DIT]
-    assert needs(recipe("gpu-fp8", GPU), FLUX) == Needs(encoders + fp8_dit + gib(2), gib(2))
-    assert needs(recipe("balanced", GPU), FLUX) == Needs(
-        vram=fp8_dit // 2 + gib(2), host=encoders + fp8_dit + gib(2)
+    assert needs(recipe("gpu-fp8", GPU), FLUX, MPX) == Needs(encoders + fp8_dit + at_1mpx, gib(2))
+    assert needs(recipe("balanced", GPU), FLUX, MPX) == Needs(
+        vram=fp8_dit // 2 + at_1mpx, host=encoders + fp8_dit + gib(2)
     )
-    assert needs(recipe("lowvram", GPU), FLUX) == Needs(gib(3), encoders + fp8_dit + gib(2))
+    assert needs(recipe("lowvram", GPU), FLUX, 2 * MPX) == Needs(
+        gib(1) + at_2mpx, encoders + fp8_dit + gib(2)
+    )
 
 
 @pytest.mark.parametrize(
-    ("free_gib", "total_gib", "expected"),
+    ("free_gib", "total_gib", "max_pixels", "expected"),
     [
-        (79.0, 80.0, "gpu"),  # H100 80 GB
-        (30.0, 32.0, "gpu-fp8"),
-        (23.0, 24.0, "balanced"),  # gpu-fp8 needs 22.3 GiB + 2 GiB margin
-        (11.5, 12.0, "balanced"),
-        (7.5, 8.0, "lowvram"),
+        (79.0, 80.0, 2 * MPX, "gpu"),  # H100 80 GB
+        (30.0, 32.0, 2 * MPX, "gpu-fp8"),  # gpu-fp8 needs 20.3 + 5.4 GiB + 2 GiB margin
+        (23.0, 24.0, MPX, "balanced"),  # gpu-fp8 needs 23.3 GiB + 2 GiB margin
+        (11.5, 12.0, MPX, "balanced"),  # balanced needs 5.5 + 3.0 GiB + 2 GiB margin
+        (11.5, 12.0, 2 * MPX, "lowvram"),  # 5.5 + 5.4 + 2 > 11.5: keeping half the DiT won't fit
+        (7.5, 8.0, MPX, "lowvram"),
     ],
 )
 def test_auto_picks_the_fastest_profile_that_fits(
-    free_gib: float, total_gib: float, expected: str
+    free_gib: float, total_gib: float, max_pixels: int, expected: str
 ) -> None:
-    choice = choose_profile("auto", GPU, card(free_gib, total_gib), FLUX, margin_gb=2.0)
+    memory = card(free_gib, total_gib)
+    choice = choose_profile("auto", GPU, memory, FLUX, margin_gb=2.0, max_pixels=max_pixels)
     assert choice.profile.name == expected
     assert choice.reason.startswith(f"auto chose {expected} needs ")
     assert f"({free_gib:.1f} GiB free)" in choice.reason
 
 
 def test_balanced_vram_limit_leaves_margin_and_activation_room() -> None:
-    choice = choose_profile("auto", GPU, card(11.5, 12.0), FLUX, margin_gb=2.0)
-    # used by others 0.5 GiB + (11.5 free - 2 margin - 2 activations)
-    assert choice.vram_limit_gb == pytest.approx(8.0)
+    choice = choose_profile("auto", GPU, card(11.5, 12.0), FLUX, margin_gb=2.0, max_pixels=MPX)
+    # used by others 0.5 GiB + (11.5 free - 2 margin - 3 activations at 1 Mpx)
+    assert choice.vram_limit_gb == pytest.approx(7.0)
     # An 80 GB card capped at 12 GiB for this process (set_per_process_memory_fraction): diffsynth
     # compares device-wide used memory, so the limit starts from what the driver says is used.
     capped = Memory(gib(11.5), gib(80), gib(120), vram_device_used=gib(1.0))
-    assert choose_profile("auto", GPU, capped, FLUX, 2.0).vram_limit_gb == pytest.approx(8.5)
+    assert choose_profile("auto", GPU, capped, FLUX, 2.0, MPX).vram_limit_gb == pytest.approx(7.5)
+    # A larger image limit leaves fewer layers on the GPU: used 2 + (30 - 2 - 5.4 at 2 Mpx).
+    forced = choose_profile("balanced", GPU, card(30.0, 32.0), FLUX, 2.0, 2 * MPX)
+    assert forced.vram_limit_gb == pytest.approx(24.6)
     lowvram = choose_profile("lowvram", GPU, card(11.5, 12.0), FLUX, margin_gb=2.0)
     assert lowvram.vram_limit_gb == 0.0
     assert choose_profile("gpu", GPU, card(79.0), FLUX, margin_gb=2.0).vram_limit_gb is None
@@ -143,24 +162,29 @@ def test_a_larger_margin_moves_auto_down() -> None:
 
 def test_a_forced_profile_that_does_not_fit_names_the_memory_and_the_alternative() -> None:
     with pytest.raises(ProfileDoesNotFit) as caught:
-        choose_profile("gpu", GPU, card(11.5, 12.0), FLUX, margin_gb=2.0)
+        choose_profile("gpu", GPU, card(11.5, 12.0), FLUX, margin_gb=2.0, max_pixels=MPX)
     error = caught.value
     assert str(error) == (
-        "no placement fits on cuda:0: gpu needs 33.4 GiB VRAM + 2.0 GiB margin (11.5 GiB free) "
+        "no placement fits on cuda:0: gpu needs 34.4 GiB VRAM + 2.0 GiB margin (11.5 GiB free) "
         "and 2.0 GiB host RAM (120.0 GiB available). "
         'set engine.profile = "balanced" (or "auto")'
     )
     assert dict(error.params) == {
         "profile": "gpu",
-        "needed_vram_gib": 35.4,
+        "needed_vram_gib": 36.4,
         "needed_host_gib": 2.0,
         "instead": "balanced",
     }
 
 
 def test_nothing_fits_on_a_tiny_card_or_without_host_ram() -> None:
-    with pytest.raises(ProfileDoesNotFit, match=r"lowvram needs 3\.0 GiB VRAM"):
+    with pytest.raises(ProfileDoesNotFit, match=r"lowvram needs 4\.0 GiB VRAM"):
         choose_profile("auto", GPU, card(4.0, 4.0), FLUX, margin_gb=2.0)
+    # An 8 GB card cannot promise 2 Mpx images with a 2 GiB margin (1 + 5.4 + 2), but the
+    # default 1 Mpx limit fits (1 + 3.0 + 2).
+    with pytest.raises(ProfileDoesNotFit, match=r"lowvram needs 6\.4 GiB VRAM"):
+        choose_profile("auto", GPU, card(7.5, 8.0), FLUX, margin_gb=2.0, max_pixels=2 * MPX)
+    assert choose_profile("auto", GPU, card(7.5, 8.0), FLUX, 2.0).profile.name == "lowvram"
     # 12 GB card but only 16 GiB of host RAM: balanced and lowvram need ~22 GiB there.
     with pytest.raises(ProfileDoesNotFit, match="free GPU memory or host RAM"):
         choose_profile("auto", GPU, card(11.5, 12.0, host_gib=16.0), FLUX, margin_gb=2.0)

@@ -89,6 +89,11 @@ def gpu_report() -> Iterator[dict[str, Any]]:
         Path(path).write_text(json.dumps(report, indent=2, default=str))
 
 
+# The scenarios serve images up to 1024² (what the tests generate): the activation reserve, and so
+# the auto choice under the 12 and 8 GiB caps, follow limits.max_pixels.
+MAX_PIXELS = 1024 * 1024
+
+
 def gpu_config(models_dir: Path, profile: str, data_dir: Path) -> Config:
     base = Config()
     return dataclasses.replace(
@@ -97,6 +102,7 @@ def gpu_config(models_dir: Path, profile: str, data_dir: Path) -> Config:
             base.engine, models_dir=models_dir, profile=profile, devices=("cuda:0",)
         ),
         storage=dataclasses.replace(base.storage, data_dir=data_dir),
+        limits=dataclasses.replace(base.limits, max_pixels=MAX_PIXELS),
     )
 
 

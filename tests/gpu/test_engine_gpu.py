@@ -35,14 +35,16 @@ def _digest(image: Any) -> str:
 def _budget_bytes(loaded: Loaded) -> int:
     """The most VRAM the profile may allocate at 1024² (what ``auto`` relies on).
 
-    Resident and streaming profiles: the engine's own declared need. balanced keeps layers on the
-    GPU while VRAM lasts, so its budget is the card (the cap) less the configured margin.
+    Resident and streaming profiles: the engine's own declared need for images of FULL's size
+    (the activation reserve follows the pixel count). balanced keeps layers on the GPU while VRAM
+    lasts, so its budget is the card (the cap) less the configured margin.
     """
     if loaded.scenario.expect == "balanced":
         assert loaded.scenario.cap_gib is not None
         return int((loaded.scenario.cap_gib - loaded.config.engine.vram_margin_gb) * GIB)
     params = component_parameters(model_files(loaded.config))
-    return needs(recipe(loaded.scenario.expect, "cuda:0"), params).vram
+    pixels = FULL.width * FULL.height
+    return needs(recipe(loaded.scenario.expect, "cuda:0"), params, pixels).vram
 
 
 def _first_image(loaded: Loaded, torch: Any, report: dict[str, Any]) -> str:
