@@ -43,22 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="majicbot",
         description="Self-hosted FLUX.1 text-to-image service for Telegram and Discord.",
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help=f"TOML config file (default: {DEFAULT_CONFIG} if it exists, else built-in defaults)",
-    )
+    config_help = f"TOML config file (default: {DEFAULT_CONFIG} if present, else built-in defaults)"
+    parser.add_argument("--config", type=Path, default=None, help=config_help)
+    # Also accepted after the command (`majicbot serve --config x.toml`); SUPPRESS keeps a value
+    # given before the command when none is given after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the backend and every bot enabled in the config")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, parents=[common])
+
+    serve = command("serve", "run the backend and every bot enabled in the config")
     serve.add_argument(
         "--backend-only",
         action="store_true",
         help="run without any chat bot (backend and status endpoint only)",
     )
 
-    imagine = sub.add_parser("imagine", help="generate one image from the command line")
+    imagine = command("imagine", "generate one image from the command line")
     imagine.add_argument("prompt", help="what to draw")
     imagine.add_argument("--seed", type=int, help="0..4294967295 (default: random)")
     imagine.add_argument("--steps", type=int, help="denoising steps (default from config)")
@@ -68,12 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--guidance", type=float, help="embedded guidance (default from config)")
     imagine.add_argument("-o", "--output", type=Path, help="copy the PNG here")
 
-    download = sub.add_parser("download", help="fetch the configured model weights into models/")
+    download = command("download", "fetch the configured model weights into models/")
     download.add_argument(
         "--check", action="store_true", help="only verify the files already present"
     )
 
-    sub.add_parser("status", help="show the state of a running instance")
+    command("status", "show the state of a running instance")
     return parser
 
 

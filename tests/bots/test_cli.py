@@ -65,6 +65,17 @@ def test_bad_config_exits_2_with_the_key(
     assert "configuration error: limits.max_steps = -1: must be between 1 and 200" in err
 
 
+@pytest.mark.parametrize("after", [False, True])
+def test_config_option_before_or_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], after: bool
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[limits]\nmax_steps = -1\n", encoding="utf-8")
+    argv = ["status", "--config", str(config)] if after else ["--config", str(config), "status"]
+    assert main(argv) == EXIT_USAGE
+    assert "limits.max_steps = -1" in capsys.readouterr().err
+
+
 def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(tmp_path / "absent.toml"), "serve"]) == EXIT_USAGE
     assert "does not exist (copy config.example.toml to start)" in capsys.readouterr().err
