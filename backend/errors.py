@@ -14,6 +14,7 @@
     │   ├── ProfileDoesNotFit          the placement profile needs more memory than there is
     │   ├── OutOfMemory                CUDA OOM during a job (the worker keeps serving)
     │   └── GenerationCancelled        raised inside the engine when a job is cancelled mid-run
+    ├── AdapterUnavailable             a chat platform cannot be reached at start (network, URL)
     └── DownloadError                  `majicbot download` could not fetch or verify a file
 
 User-facing errors carry ``key`` (a translation key in ``bots.i18n``) and ``params`` (values that
@@ -96,6 +97,10 @@ class OutOfMemory(EngineError):
 
 class GenerationCancelled(EngineError):
     key = "error.cancelled"
+
+
+class AdapterUnavailable(MajicbotError):
+    """A chat platform could not be reached at start; the message says where and what to check."""
 
 
 class DownloadError(MajicbotError):

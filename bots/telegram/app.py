@@ -13,6 +13,7 @@ webhook mode registers ``telegram.webhook_url`` with ``setWebhook``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -21,11 +22,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from telegram import Bot, BotCommand, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from backend.config import Config, TelegramConfig
-from backend.errors import ConfigError
+from backend.errors import AdapterUnavailable, ConfigError
 from backend.service import Service
 from bots.i18n import LANGUAGES, translate
 from bots.telegram.handlers import COMMANDS, TelegramHandlers
@@ -90,6 +91,34 @@ async def start_updates(
         log.info("telegram: long polling")
 
 
+async def connect(
+    application: AnyApplication, config: TelegramConfig, tuning: TelegramTuning
+) -> None:
+    """``initialize`` (getMe), retried with backoff on network errors; a clear error at the end."""
+    delay = tuning.connect_backoff_s
+    for attempt in range(1, tuning.connect_attempts + 1):
+        try:
+            await application.initialize()
+            return
+        except InvalidToken:
+            await application.bot.shutdown()  # close the HTTP client getMe opened
+            raise ConfigError(
+                "telegram.token was rejected by Telegram: "
+                "check TELEGRAM_BOT_TOKEN (from @BotFather)"
+            ) from None
+        except NetworkError as exc:  # TimedOut included
+            where = config.base_url or "https://api.telegram.org"
+            if attempt == tuning.connect_attempts:
+                await application.bot.shutdown()
+                raise AdapterUnavailable(
+                    f"telegram: cannot reach the Bot API at {where} after {attempt} attempts "
+                    f"({exc}); check the network, a proxy, or telegram.base_url"
+                ) from None
+            log.warning("telegram: cannot reach %s (%s); retrying in %.0f s", where, exc, delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+
+
 @asynccontextmanager
 async def run_telegram(
     config: Config, service: Service, tuning: TelegramTuning | None = None
@@ -101,12 +130,7 @@ async def run_telegram(
     application = build_application(config.telegram)
     flow = JobFlow(config, service, application.bot, tuning)
     TelegramHandlers(flow).register(application)
-    try:
-        await application.initialize()
-    except InvalidToken:
-        raise ConfigError(
-            "telegram.token was rejected by Telegram: check TELEGRAM_BOT_TOKEN (from @BotFather)"
-        ) from None
+    await connect(application, config.telegram, tuning)
     try:
         await register_commands(application.bot)
         await application.start()

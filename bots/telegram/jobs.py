@@ -63,6 +63,8 @@ class TelegramTuning:
     send_attempts: int = 3  # per send, for timeouts and network errors
     send_backoff_s: float = 1.0
     poll_timeout_s: float = 10.0
+    connect_attempts: int = 5  # getMe at start, for network errors
+    connect_backoff_s: float = 1.0  # doubled after each failed attempt
 
 
 class TaskSet:
