@@ -16,6 +16,7 @@ from backend.domain import (
     Failed,
     Job,
     JobEvent,
+    JobStatus,
     LoadState,
     Progress,
     Queued,
@@ -107,7 +108,12 @@ def render_event(event: JobEvent, lang: str) -> str:
 
 
 def render_queued(event: Queued, lang: str) -> str:
-    """ "Warming up the model: 63 %" while loading, else "Queued, position 3, about 40 s"."""
+    """ "Warming up the model: 63 %" while loading, else "Queued, position 3, about 40 s".
+
+    When no engine can run (it failed to load), the user is told so, not "position 1" forever.
+    """
+    if event.unavailable is not None:
+        return translate("job.unavailable", lang, reason=event.unavailable)
     if event.warming_percent is not None:
         return translate("job.warming", lang, percent=math.floor(event.warming_percent))
     if event.eta_s is None:
@@ -117,7 +123,9 @@ def render_queued(event: Queued, lang: str) -> str:
 
 
 def render_progress(event: Progress, lang: str) -> str:
-    """ "Step 12/28 · 43 % · about 9 s left"."""
+    """ "Step 12/28 · 43 % · about 9 s left"; after the last step, "finishing…" (the decode)."""
+    if event.total and event.step >= event.total:
+        return translate("job.finishing", lang, step=event.step, total=event.total)
     done = percent(event.step / event.total if event.total else 0.0)
     if event.eta_s is None:
         return translate(
@@ -127,6 +135,14 @@ def render_progress(event: Progress, lang: str) -> str:
     return translate(
         "job.progress", lang, step=event.step, total=event.total, percent=done, eta=eta
     )
+
+
+def render_final(job: Job, lang: str) -> str:
+    """The sentence for a job that ended without an image (failed or cancelled)."""
+    if job.status is JobStatus.CANCELLED:
+        return translate("job.cancelled", lang)
+    reason = translate(job.error_key or "error.engine", lang)
+    return translate("job.failed", lang, reason=reason)
 
 
 # ---- captions ---------------------------------------------------------------------------------

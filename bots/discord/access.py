@@ -6,9 +6,8 @@ from typing import Any
 
 import discord
 
-from backend.config import Config, DiscordConfig
-from backend.domain import Platform, ReplyTarget, Requester
-from backend.validation import check_access
+from backend.config import DiscordConfig
+from backend.domain import Platform, Requester
 
 
 def requester_of(interaction: discord.Interaction[Any], config: DiscordConfig) -> Requester:
@@ -23,22 +22,6 @@ def requester_of(interaction: discord.Interaction[Any], config: DiscordConfig) -
         language=str(interaction.locale),
         platform_admin=has_admin_role_or_permission(interaction, config),
     )
-
-
-def reply_target_of(
-    interaction: discord.Interaction[Any], response_message_id: int | None
-) -> ReplyTarget:
-    """Where the result goes: the interaction's original response, or its channel once expired."""
-    return ReplyTarget(
-        chat_id=str(interaction.channel_id),
-        message_id=str(response_message_id) if response_message_id else None,
-        token=interaction.token,
-    )
-
-
-def check_allowed(interaction: discord.Interaction[Any], config: Config) -> None:
-    """Raise ``AccessDenied`` for banned users, DMs when they are off, guilds not allowlisted."""
-    check_access(requester_of(interaction, config.discord), config)
 
 
 def has_admin_role_or_permission(

@@ -1,7 +1,8 @@
 """Starting a job from an interaction, and the persistent buttons' actions.
 
-Every path acknowledges the interaction first (``defer`` or a direct reply), then talks to the
-backend. Errors go to :func:`bots.discord.errors.report_error`, the one place that words them.
+A new job is validated and stored before the interaction's first response (milliseconds), so a
+refusal is ephemeral; other actions answer first, then talk to the backend. Errors go to
+:func:`bots.discord.errors.report_error`, the one place that words them.
 """
 
 from __future__ import annotations
@@ -12,42 +13,29 @@ from typing import Any
 
 import discord
 
-from backend.domain import TERMINAL_EVENTS, ReplyTarget, Requester, Submission
-from bots.discord.access import check_allowed, reply_target_of
+from backend.domain import ReplyTarget, Requester, Submission
 from bots.discord.context import BotContext, context_of
-from bots.discord.delivery import Target
 from bots.discord.errors import report_error
 from bots.discord.messages import fit_upload, result_embed
-from bots.discord.views import CANCEL, DELETE, GET, REROLL, VARIATIONS, progress_view
+from bots.discord.views import CANCEL, DELETE, GET, REROLL, VARIATIONS
 from bots.i18n import translate
-from bots.render import render_event
 
 Submit = Callable[[Requester, ReplyTarget], Awaitable[Submission]]
 
 
-async def start_job(
-    interaction: discord.Interaction[Any], response_message_id: int | None, submit: Submit
-) -> None:
-    """Submit (the interaction is already deferred), show the first state, hand over the job."""
+async def start_job(interaction: discord.Interaction[Any], submit: Submit) -> None:
+    """Submit (refusals raise before any response: ephemeral), then answer and follow."""
     context = context_of(interaction)
-    lang = context.language(interaction)
-    reply_to = reply_target_of(interaction, response_message_id)
+    reply_to = ReplyTarget(chat_id=str(interaction.channel_id), token=interaction.token)
     submission = await submit(context.requester(interaction), reply_to)
-    job_id = submission.job.id
-    events = context.service.subscribe(job_id)
-    first = await anext(events)
-    shown = None
-    if not isinstance(first, TERMINAL_EVENTS):
-        shown = render_event(first, lang)
-        await interaction.edit_original_response(content=shown, view=progress_view(job_id, lang))
-    context.deliveries.watch(job_id, Target.of_interaction(interaction, lang), shown, events)
+    await context.jobs.start(interaction, submission, context.language(interaction))
 
 
 async def handle_button(interaction: discord.Interaction[Any], action: str, job_id: str) -> None:
     """Entry point of every :class:`bots.discord.views.JobButton` click."""
     context = context_of(interaction)
     try:
-        check_allowed(interaction, context.config)
+        context.service.check_access(context.requester(interaction))
         await _BUTTON_ACTIONS[action](interaction, context, job_id)
     except Exception as error:
         await report_error(interaction, error, context.language(interaction))
@@ -66,13 +54,10 @@ async def _variations(
 async def _new_job_from(
     interaction: discord.Interaction[Any], context: BotContext, job_id: str, *, variation: bool
 ) -> None:
-    callback = await interaction.response.defer(thinking=True)
-    message_id = callback.message_id if callback is not None else None
-
     async def submit(requester: Requester, reply_to: ReplyTarget) -> Submission:
         return await context.service.reroll(job_id, requester, reply_to, variation=variation)
 
-    await start_job(interaction, message_id, submit)
+    await start_job(interaction, submit)
 
 
 async def _delete(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:

@@ -33,7 +33,7 @@ def _report_gateway_end(task: asyncio.Task[None]) -> None:
 async def run_discord(config: Config, service: Service) -> AsyncIterator[None]:
     """Run the Discord bot for the duration of the block."""
     client = MajicClient(config, service)
-    async with client.deliveries.running():
+    async with client.jobs.followers.running():
         gateway = asyncio.create_task(client.start(config.discord.token), name="discord-gateway")
         gateway.add_done_callback(_report_gateway_end)
         try:

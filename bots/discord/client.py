@@ -11,15 +11,16 @@ from discord import app_commands
 from backend.config import Config
 from backend.errors import UserError
 from backend.service import Service
-from bots.discord.access import check_allowed
+from bots.discord.access import requester_of
 from bots.discord.actions import handle_button
 from bots.discord.commands import register_commands
 from bots.discord.context import BotContext
-from bots.discord.delivery import Deliveries
+from bots.discord.jobs import DiscordJobs
 from bots.discord.errors import report_error
 from bots.discord.sync import sync_if_changed
 from bots.discord.translator import CommandTranslator, language_of
 from bots.discord.views import JobButton
+from bots.follow import Clock, FollowerTuning
 
 log = logging.getLogger("majicbot.discord")
 
@@ -34,13 +35,14 @@ def minimum_intents() -> discord.Intents:
 class MajicTree(app_commands.CommandTree["MajicClient"]):
     """Command tree with the access check and the one error handler of every command."""
 
-    def __init__(self, client: MajicClient, config: Config) -> None:
+    def __init__(self, client: MajicClient, config: Config, service: Service) -> None:
         super().__init__(client)
         self._config = config
+        self._service = service
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         try:
-            check_allowed(interaction, self._config)
+            self._service.check_access(requester_of(interaction, self._config.discord))
         except UserError as error:
             await report_error(interaction, error, self._language(interaction))
             return False
@@ -63,8 +65,8 @@ class MajicClient(discord.Client):
         config: Config,
         service: Service,
         *,
-        edit_interval_s: float = 2.0,
-        retry_interval_s: float = 60.0,
+        clock: Clock | None = None,
+        tuning: FollowerTuning | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -73,20 +75,14 @@ class MajicClient(discord.Client):
             **options,
         )
         self.config = config
-        self.tree = MajicTree(self, config)
-        deliveries = Deliveries(
-            self,
-            service,
-            config.discord.default_language,
-            edit_interval_s=edit_interval_s,
-            retry_interval_s=retry_interval_s,
-        )
-        self.majic = BotContext(config, service, deliveries, handle_button)
+        self.tree = MajicTree(self, config, service)
+        jobs = DiscordJobs(self, config, service, clock=clock, tuning=tuning)
+        self.majic = BotContext(config, service, jobs, handle_button)
         register_commands(self.tree, config)
 
     @property
-    def deliveries(self) -> Deliveries:
-        return self.majic.deliveries
+    def jobs(self) -> DiscordJobs:
+        return self.majic.jobs
 
     async def setup_hook(self) -> None:
         """Register the persistent buttons and sync the commands if they changed."""

@@ -15,7 +15,6 @@ from discord.app_commands import Choice, Range
 
 from backend.config import Config
 from backend.domain import HistoryScope, ReplyTarget, Requester, Submission, UserDefaults
-from backend.errors import AccessDenied
 from backend.validation import SEED_MAX
 from bots.discord.actions import start_job
 from bots.discord.context import context_of
@@ -49,27 +48,24 @@ async def imagine(
     aspect: str | None,
     guidance: float | None,
 ) -> None:
-    """Defer at once, then parse, submit and hand the job to the follower."""
-    callback = await interaction.response.defer(thinking=True)
+    """Parse and submit (a refusal is ephemeral), then answer publicly and follow the job."""
     parsed = merge_options(
         parse_imagine(prompt), seed=seed, steps=steps, aspect=aspect, guidance=guidance
     )
-    message_id = callback.message_id if callback is not None else None
     service = context_of(interaction).service
+    key = f"discord:{interaction.id}"
 
     async def submit(requester: Requester, reply_to: ReplyTarget) -> Submission:
-        return await service.submit(to_request(parsed, requester, reply_to))
+        return await service.submit(to_request(parsed, requester, reply_to, key))
 
-    await start_job(interaction, message_id, submit)
+    await start_job(interaction, submit)
 
 
 async def status(interaction: discord.Interaction[Any]) -> None:
     """The engine/queue snapshot, for admins only, ephemeral."""
     context = context_of(interaction)
-    if not context.service.is_admin(context.requester(interaction)):
-        raise AccessDenied("status.admin_only")
+    snapshot = await context.service.status(context.requester(interaction))
     await interaction.response.defer(ephemeral=True, thinking=True)
-    snapshot = await context.service.status()
     lang = context.language(interaction)
     body = shorten(render_status(snapshot, lang), MESSAGE_LIMIT - 8)
     await interaction.edit_original_response(content=f"```\n{body}\n```")
@@ -95,17 +91,10 @@ async def cancel(interaction: discord.Interaction[Any], job: str | None) -> None
     context = context_of(interaction)
     requester = context.requester(interaction)
     lang = context.language(interaction)
-    job_id = job
-    if job_id is None:
-        recent = await context.service.history(requester, HistoryScope.USER, MAX_HISTORY_BUTTONS)
-        active = [j for j in recent if not j.status.is_terminal]
-        if not active:
-            await interaction.response.send_message(
-                translate("cancel.nothing", lang), ephemeral=True
-            )
-            return
-        job_id = active[0].id
-    await context.service.cancel(job_id, requester)
+    if job is None:
+        job_id = (await context.service.cancel_latest(requester)).id
+    else:
+        job_id = (await context.service.cancel(job.lstrip("#"), requester)).id
     await interaction.response.send_message(
         translate("cancel.done", lang, job_id=job_id), ephemeral=True
     )
@@ -141,8 +130,6 @@ async def set_banned(
     """Ban or unban ``user`` (admins only; others get the polite refusal); ephemeral."""
     context = context_of(interaction)
     requester = context.requester(interaction)
-    if not context.service.is_admin(requester):
-        raise AccessDenied("error.admin_only")
     await context.service.set_banned(requester, str(user.id), banned=banned)
     sentence = translate(
         "ban.done" if banned else "ban.undone", context.language(interaction), user=user.mention

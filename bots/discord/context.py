@@ -15,7 +15,7 @@ from bots.discord.translator import language_of
 
 if TYPE_CHECKING:
     from backend.service import Service
-    from bots.discord.delivery import Deliveries
+    from bots.discord.jobs import DiscordJobs
 
 # (interaction, action, job id) -> None; implemented in bots.discord.actions.
 ButtonHandler = Callable[[discord.Interaction[Any], str, str], Awaitable[None]]
@@ -27,7 +27,7 @@ class BotContext:
 
     config: Config
     service: Service
-    deliveries: Deliveries
+    jobs: DiscordJobs
     on_button: ButtonHandler
 
     @property

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import discord
 
-from backend.domain import Job, JobStatus
+from backend.domain import Job
 from bots.i18n import translate
 from bots.render import format_seconds, shorten
 
@@ -71,11 +71,3 @@ def result_embed(job: Job, lang: str, filename: str) -> discord.Embed:
         embed.add_field(name=translate(key, lang), value=value, inline=True)
     embed.set_image(url=f"attachment://{filename}")
     return embed
-
-
-def terminal_text(job: Job, lang: str) -> str:
-    """The sentence for a job that ended without an image (failed or cancelled)."""
-    if job.status is JobStatus.CANCELLED:
-        return translate("job.cancelled", lang)
-    reason = translate(job.error_key or "error.engine", lang)
-    return translate("job.failed", lang, reason=reason)

@@ -3,9 +3,12 @@
 Lifecycle, as python-telegram-bot documents it for embedding in a larger service:
 
     initialize (getMe) → setMyCommands (en, zh) → start → updater.start_polling | start_webhook
-    → re-attach unfinished jobs, start the delivery retry loop
+    → the shared followers (re-attach unfinished jobs, the delivery retry loop)
     ... serve ...
-    updater.stop → cancel background tasks → stop → shutdown
+    updater.stop → stop the followers → stop → shutdown
+
+Every request that is not a status edit passes ``ReplyFirstRateLimiter``, which charges it to
+the followers' edit budget: replies and results go first, status edits wait.
 
 Polling and webhooks exclude each other: polling deletes any webhook first (PTB does that), and
 webhook mode registers ``telegram.webhook_url`` with ``setWebhook``.
@@ -29,8 +32,10 @@ from backend.config import Config, TelegramConfig
 from backend.errors import AdapterUnavailable, ConfigError
 from backend.service import Service
 from bots.i18n import LANGUAGES, translate
+from bots.follow import Clock, EditBudget
 from bots.telegram.handlers import COMMANDS, TelegramHandlers
-from bots.telegram.jobs import JobFlow, TelegramTuning
+from bots.telegram.jobs import TelegramJobs
+from bots.telegram.surface import TelegramTuning
 
 log = logging.getLogger("majicbot.telegram")
 
@@ -40,14 +45,45 @@ RATE_LIMIT_RETRIES = 3
 CONCURRENT_UPDATES = 16
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+# Requests that are not replies: status edits (budgeted themselves) and housekeeping.
+NOT_REPLIES = frozenset(
+    {"editMessageText", "sendChatAction", "getUpdates", "getMe", "setMyCommands", "deleteWebhook"}
+)
 
 
-def build_application(config: TelegramConfig) -> AnyApplication:
+class ReplyFirstRateLimiter(AIORateLimiter):
+    """PTB's rate limiter that also charges every reply to the edit budget (edits yield)."""
+
+    def __init__(self, tuning: TelegramTuning, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tuning = tuning
+        self.budget: EditBudget | None = None
+
+    async def process_request(
+        self,
+        callback: Any,
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Any:
+        chat_id = data.get("chat_id")
+        if self.budget is not None and endpoint not in NOT_REPLIES:
+            self.budget.spend(self.tuning.lane(str(chat_id)) if chat_id is not None else None)
+        return await super().process_request(
+            callback, args, kwargs, endpoint, data, rate_limit_args
+        )
+
+
+def build_application(
+    config: TelegramConfig, limiter: AIORateLimiter | None = None
+) -> AnyApplication:
     """A PTB Application with the rate limiter and the configured Bot API server."""
     builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
         Application.builder()
         .token(str(config.token))
-        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .rate_limiter(limiter or AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
         .concurrent_updates(CONCURRENT_UPDATES)
         .media_write_timeout(60)
     )
@@ -121,15 +157,25 @@ async def connect(
 
 @asynccontextmanager
 async def run_telegram(
-    config: Config, service: Service, tuning: TelegramTuning | None = None
+    config: Config,
+    service: Service,
+    tuning: TelegramTuning | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[None]:
     """Run the Telegram bot until the block exits (see the module docstring for the order)."""
     # Opt in to PTB 23's timedelta values now (retry_after etc.); without it PTB 22 warns per 429.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     tuning = tuning or TelegramTuning()
-    application = build_application(config.telegram)
-    flow = JobFlow(config, service, application.bot, tuning)
-    TelegramHandlers(flow).register(application)
+    limiter = ReplyFirstRateLimiter(
+        tuning,
+        overall_max_rate=30 * tuning.flood_scale,
+        group_max_rate=20 * tuning.flood_scale,
+        max_retries=RATE_LIMIT_RETRIES,
+    )
+    application = build_application(config.telegram, limiter)
+    jobs = TelegramJobs(config, service, application.bot, tuning, clock)
+    limiter.budget = jobs.budget
+    TelegramHandlers(jobs).register(application)
     await connect(application, config.telegram, tuning)
     try:
         await register_commands(application.bot)
@@ -137,14 +183,12 @@ async def run_telegram(
         try:
             await start_updates(application, config.telegram, tuning)
             try:
-                await flow.reattach()
-                flow.tasks.spawn(flow.retry_loop(), name="telegram-delivery-retry")
-                log.info("telegram: @%s is up", application.bot.username)
-                yield
+                async with jobs.followers.running():
+                    log.info("telegram: @%s is up", application.bot.username)
+                    yield
             finally:
                 assert application.updater is not None
                 await application.updater.stop()
-                await flow.tasks.cancel_all()
         finally:
             await application.stop()
     finally:

@@ -18,29 +18,31 @@ from telegram import CallbackQuery, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
 from backend.domain import HistoryScope, JobStatus, Platform, ReplyTarget, Requester, Submission
-from backend.errors import AccessDenied, InvalidRequest, UserError
+from backend.errors import InvalidRequest, UserError
 from bots.i18n import pick_language, translate
 from bots.parsing import parse_imagine, parse_settings, to_request
 from bots.render import render_history, render_settings, render_status
-from bots.telegram.jobs import JobFlow, with_retries
+from bots.telegram.jobs import TelegramJobs
 from bots.telegram.keyboards import Action, ButtonPress, decode, history_keyboard
+from bots.telegram.surface import send_photo
 
 log = logging.getLogger("majicbot.telegram")
 
 Context = ContextTypes.DEFAULT_TYPE
-HISTORY_DEFAULT, HISTORY_MAX = 10, 20
+HISTORY_DEFAULT = 10
+HISTORY_ASK_MAX = 1000  # the service caps it further; this only keeps the number small
 # Registered with setMyCommands in this order (/ban and /unban are admin tools: not listed).
 COMMANDS = ("imagine", "settings", "status", "history", "cancel", "help", "start")
 RESET_WORDS = ("reset", "重置")
 
 
 class TelegramHandlers:
-    """The bot's commands and buttons, bound to one ``JobFlow`` (and through it the service)."""
+    """The bot's commands and buttons, bound to one ``TelegramJobs`` (and through it the service)."""
 
-    def __init__(self, flow: JobFlow) -> None:
-        self.flow = flow
-        self.service = flow.service
-        self.default_language = flow.config.telegram.default_language
+    def __init__(self, jobs: TelegramJobs) -> None:
+        self.jobs = jobs
+        self.service = jobs.service
+        self.default_language = jobs.config.telegram.default_language
 
     def register(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Add every handler and the error handler to ``application``."""
@@ -86,20 +88,17 @@ class TelegramHandlers:
         assert message is not None
         parsed = parse_imagine(_prompt_text(message, context.args or []))
         requester = self.requester(update)
+        key = f"telegram:{requester.chat_id}:{message.message_id}"
 
         def submit(target: ReplyTarget) -> Any:
-            return self.service.submit(to_request(parsed, requester, target))
+            return self.service.submit(to_request(parsed, requester, target, key))
 
-        await self.flow.start_job(
-            requester.chat_id or "", message.message_id, self.language(update), submit
-        )
+        await self.jobs.start(requester.chat_id or "", message.message_id, self.language(update), submit)
 
     async def status(self, update: Update, context: Context) -> None:
         """/status (admins): the backend status snapshot."""
         assert update.effective_message is not None
-        if not self.service.is_admin(self.requester(update)):
-            raise AccessDenied("status.admin_only")
-        snapshot = await self.service.status()
+        snapshot = await self.service.status(self.requester(update))
         text = render_status(snapshot, self.language(update))
         await update.effective_message.reply_text(text)
 
@@ -125,17 +124,10 @@ class TelegramHandlers:
         assert update.effective_message is not None
         requester, lang = self.requester(update), self.language(update)
         job_id = (context.args or [""])[0].lstrip("#")
-        if not job_id:
-            own = [
-                job
-                for job in await self.service.active_jobs(Platform.TELEGRAM)
-                if job.requester.user_id == requester.user_id
-            ]
-            if not own:
-                await update.effective_message.reply_text(translate("cancel.nothing", lang))
-                return
-            job_id = own[-1].id
-        await self.service.cancel(job_id, requester)
+        if job_id:
+            await self.service.cancel(job_id, requester)
+        else:
+            job_id = (await self.service.cancel_latest(requester)).id
         await update.effective_message.reply_text(translate("cancel.done", lang, job_id=job_id))
 
     async def settings(self, update: Update, context: Context) -> None:
@@ -166,8 +158,6 @@ class TelegramHandlers:
         message = update.effective_message
         assert message is not None
         requester = self.requester(update)
-        if not self.service.is_admin(requester):
-            raise AccessDenied("error.admin_only")
         usage = "ban.usage" if banned else "ban.unban_usage"
         user_id, label = _ban_target(message, args, usage)
         await self.service.set_banned(requester, user_id, banned=banned)
@@ -211,7 +201,8 @@ class TelegramHandlers:
         if press.action is Action.ORIGINAL:
             await self._send_original(message, job.id, job.result_path)
         else:
-            await self.flow.send_photo(job, lang, reply_to=message.message_id)
+            chat_id = str(message.chat_id)
+            await send_photo(self.jobs.bot, job, chat_id, lang, message.message_id, self.jobs.tuning)
         return None
 
     async def _reroll(
@@ -222,15 +213,12 @@ class TelegramHandlers:
         def submit(target: ReplyTarget) -> Any:
             return self.service.reroll(press.job_id, requester, target, variation=variation)
 
-        return await self.flow.start_job(str(message.chat_id), message.message_id, lang, submit)
+        return await self.jobs.start(str(message.chat_id), message.message_id, lang, submit)
 
     async def _send_original(self, message: Message, job_id: str, path: Path) -> None:
         data = await asyncio.to_thread(path.read_bytes)
-        await with_retries(
-            lambda: message.reply_document(
-                data, filename=f"majicbot-{job_id}.png", disable_content_type_detection=True
-            ),
-            self.flow.tuning,
+        await message.reply_document(
+            data, filename=f"majicbot-{job_id}.png", disable_content_type_detection=True
         )
 
     # ---- errors ---------------------------------------------------------------------------------
@@ -285,5 +273,5 @@ def _history_args(args: list[str]) -> tuple[HistoryScope, int]:
         scope = HistoryScope(rest.pop(0).lower())
     if len(rest) > 1 or (rest and not rest[0].isdigit()):
         raise InvalidRequest("history.usage")
-    limit = int(rest[0]) if rest else HISTORY_DEFAULT
-    return scope, max(1, min(limit, HISTORY_MAX))
+    limit = int(rest[0][:6]) if rest else HISTORY_DEFAULT
+    return scope, max(1, min(limit, HISTORY_ASK_MAX))

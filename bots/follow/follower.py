@@ -1,0 +1,192 @@
+"""Following one job: its state shown within the budget, then its end delivered once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from backend.domain import TERMINAL_EVENTS, Job, JobEvent, JobStatus, Progress, Queued, Started
+from backend.service import Service
+from bots.follow.budget import RUNNING, EditBudget, waiting_priority
+from bots.follow.clock import Clock
+from bots.follow.policy import Backoff, DeliveryFailed, Failure, SurfaceGone
+from bots.follow.queue_watch import QueueWatch
+from bots.follow.surface import Surface
+from bots.follow.tasks import TaskSet
+from bots.i18n import translate
+from bots.render import render_event, render_final
+
+log = logging.getLogger("majicbot.follow")
+
+
+@dataclass(frozen=True)
+class FollowerTuning:
+    """Timing knobs shared by both adapters (platform limits live in their budgets)."""
+
+    keep_alive_s: float = 4.0  # Telegram's chat action shows for at most 5 s
+    send_attempts: int = 4  # per delivery, for transient failures
+    backoff: Backoff = Backoff(base_s=1.0, cap_s=30.0)
+    retry_interval_s: float = 60.0  # how often undelivered results are looked for
+    retry_rounds: int = 6  # deliveries of one result (each with its attempts) before giving up
+
+
+@dataclass(frozen=True)
+class FollowContext:
+    """What every follower of one adapter shares."""
+
+    service: Service
+    budget: EditBudget
+    clock: Clock
+    watch: QueueWatch
+    tuning: FollowerTuning
+
+
+class JobFollower:
+    """Shows one job's state (latest wins, never an unchanged edit), then delivers its end."""
+
+    def __init__(
+        self, job_id: str, surface: Surface, context: FollowContext, shown: str | None
+    ) -> None:
+        self.job_id = job_id
+        self._surface = surface
+        self._context = context
+        self._wanted: str | None = shown
+        self._shown = shown
+        self._priority = RUNNING
+        self._changed = asyncio.Event()
+        self._status_gone = False
+        self._helpers = TaskSet()
+        self._queue_task: asyncio.Task[None] | None = None
+        self._alive_task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Follow to the end and deliver; returns early (job kept) if the service stops."""
+        if await self._follow():
+            await self.deliver(await self._context.service.job(self.job_id))
+
+    # ---- following ---------------------------------------------------------------------------
+
+    async def _follow(self) -> bool:
+        """True once the job ended; False when the subscription closed (service stopping)."""
+        self._helpers.spawn(self._edit_loop(), name=f"edit-{self.job_id}")
+        try:
+            async for event in self._context.service.subscribe(self.job_id):
+                if isinstance(event, TERMINAL_EVENTS):
+                    return True
+                self._on_event(event)
+            return False
+        finally:
+            await self._helpers.cancel_all()
+
+    def _on_event(self, event: JobEvent) -> None:
+        if isinstance(event, Queued):
+            if self._queue_task is None:
+                self._queue_task = self._helpers.spawn(self._follow_queue(), f"q-{self.job_id}")
+            return
+        if self._queue_task is not None:
+            self._queue_task.cancel()
+        if isinstance(event, Started | Progress):
+            if self._alive_task is None:
+                self._alive_task = self._helpers.spawn(self._keep_alive(), f"a-{self.job_id}")
+            self._want(render_event(event, self._surface.lang), RUNNING)
+
+    async def _follow_queue(self) -> None:
+        """While waiting: pull the position when it may have changed meaningfully."""
+        service, watch = self._context.service, self._context.watch
+        while (waiting := service.waiting(self.job_id)) is not None:
+            self._want(render_event(waiting, self._surface.lang), waiting_priority(waiting.position))
+            await watch.wait(waiting.position)
+
+    async def _keep_alive(self) -> None:
+        while True:
+            try:
+                await self._surface.keep_alive()
+            except Exception as exc:  # cosmetic: never worth more than a log line
+                log.info("job %s: keep-alive failed: %s", self.job_id, exc)
+            await self._context.clock.sleep(self._context.tuning.keep_alive_s)
+
+    def _want(self, text: str, priority: float) -> None:
+        self._wanted, self._priority = text, priority
+        self._changed.set()
+
+    async def _edit_loop(self) -> None:
+        """Apply the latest wanted text whenever the budget grants an edit."""
+        while not self._status_gone:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._wanted is None or self._wanted == self._shown:
+                continue
+            await self._context.budget.acquire(self._surface.lane, self._priority)
+            text = self._wanted  # the latest, not the one that asked
+            if text == self._shown:
+                continue
+            await self._show(text)
+
+    async def _show(self, text: str) -> None:
+        try:
+            await self._surface.show(text, cancellable=True)
+        except Exception as exc:
+            failure = _classify(self._surface, exc)
+            if failure is Failure.GONE:
+                self._status_gone = True
+                log.info("job %s: the status is gone; the result will be posted anew", self.job_id)
+            else:  # progress is best effort; the next state will try again
+                log.info("job %s: status edit failed (%s): %s", self.job_id, failure, exc)
+            return
+        self._shown = text
+
+    # ---- delivering --------------------------------------------------------------------------
+
+    async def deliver(self, job: Job) -> None:
+        """Send ``job``'s end once; raises ``DeliveryFailed`` when only retrying later can help."""
+        anew = self._status_gone
+        tuning, clock = self._context.tuning, self._context.clock
+        for attempt in range(tuning.send_attempts):
+            self._context.budget.spend(self._surface.lane)
+            try:
+                await self._send(job, anew=anew)
+            except Exception as exc:
+                failure = _classify(self._surface, exc)
+                if failure is Failure.GONE and not anew:
+                    log.info("job %s: status gone (%s); posting anew", job.id, exc)
+                    anew = True
+                    continue
+                if failure is Failure.TRANSIENT and attempt + 1 < tuning.send_attempts:
+                    delay = tuning.backoff.delay_s(attempt)
+                    log.info("job %s: send failed (%s); again in %.1f s", job.id, exc, delay)
+                    await clock.sleep(delay)
+                    continue
+                if failure is Failure.TRANSIENT:
+                    raise DeliveryFailed(f"job {job.id}: {exc}") from exc
+                await self._give_up(job, failure, exc)
+                return
+            await self._context.service.mark_delivered(job.id)
+            log.info("job %s delivered (%s)", job.id, job.status.value)
+            return
+
+    async def _send(self, job: Job, *, anew: bool) -> None:
+        if job.status is JobStatus.SUCCEEDED and job.result_path is not None:
+            await self._surface.send_result(job, anew=anew)
+        else:
+            await self._surface.send_final(render_final(job, self._surface.lang), anew=anew)
+
+    async def _give_up(self, job: Job, failure: Failure, exc: Exception) -> None:
+        """Settle a delivery that must not be retried; the job stays in /history."""
+        if failure is Failure.UNCERTAIN:
+            log.warning("job %s: upload unanswered (%s); not sending it twice", job.id, exc)
+            with contextlib.suppress(Exception):
+                hint = translate("delivery.history_hint", self._surface.lang)
+                await self._surface.show(hint, cancellable=False)
+        elif failure is Failure.REJECTED:
+            log.error("job %s: the platform refused the result: %s", job.id, exc)
+        else:
+            log.warning("job %s: cannot reach the chat (%s): %s", job.id, failure, exc)
+        await self._context.service.mark_delivered(job.id)
+
+
+def _classify(surface: Surface, error: Exception) -> Failure:
+    if isinstance(error, SurfaceGone):
+        return Failure.GONE
+    return surface.classify(error)
