@@ -17,14 +17,17 @@
     ├── AdapterUnavailable             a chat platform cannot be reached at start (network, URL)
     └── DownloadError                  `majicbot download` could not fetch or verify a file
 
-User-facing errors carry ``key`` (a translation key in ``bots.i18n``) and ``params`` (values that
-the translated sentence interpolates). Adapters map errors to replies in exactly one place each.
+User-facing errors carry ``key`` (a constant of ``backend.keys``, translated by ``bots.i18n``) and
+``params`` (values the translated sentence interpolates). Adapters map errors to replies in exactly
+one place each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from backend import keys
 
 
 class MajicbotError(Exception):
@@ -38,7 +41,7 @@ class ConfigError(MajicbotError):
 class UserError(MajicbotError):
     """A request that cannot be accepted; ``key`` selects the sentence shown to the user."""
 
-    key: str = "error.generic"
+    key: str = keys.GENERIC
 
     def __init__(self, key: str | None = None, detail: str = "", **params: Any) -> None:
         self.key = key or type(self).key
@@ -48,33 +51,33 @@ class UserError(MajicbotError):
 
 
 class InvalidRequest(UserError):
-    key = "error.invalid"
+    key = keys.INVALID
 
 
 class AccessDenied(UserError):
-    key = "error.access_denied"
+    key = keys.ACCESS_DENIED
 
 
 class LimitReached(UserError):
-    key = "error.limit"
+    key = keys.LIMIT
 
 
 class JobNotFound(UserError):
-    key = "error.job_not_found"
+    key = keys.JOB_NOT_FOUND
 
 
 class JobNotCancellable(UserError):
-    key = "error.job_not_cancellable"
+    key = keys.JOB_NOT_CANCELLABLE
 
 
 class ServiceStopping(UserError):
-    key = "error.stopping"
+    key = keys.STOPPING
 
 
 class EngineError(MajicbotError):
     """Generation failed; ``key`` is the user-facing reason, the message is for the log."""
 
-    key: str = "error.engine"
+    key: str = keys.ENGINE
 
     def __init__(self, detail: str, key: str | None = None, **params: Any) -> None:
         self.key = key or type(self).key
@@ -84,19 +87,19 @@ class EngineError(MajicbotError):
 
 
 class ModelFilesMissing(EngineError):
-    key = "error.model_files"
+    key = keys.MODEL_FILES
 
 
 class ProfileDoesNotFit(EngineError):
-    key = "error.profile_fit"
+    key = keys.PROFILE_FIT
 
 
 class OutOfMemory(EngineError):
-    key = "error.oom"
+    key = keys.OOM
 
 
 class GenerationCancelled(EngineError):
-    key = "error.cancelled"
+    key = keys.CANCELLED
 
 
 class AdapterUnavailable(MajicbotError):

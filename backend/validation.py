@@ -1,44 +1,7 @@
 """Turning an ``ImagineRequest`` into ``GenerationParams``, and who may ask at all.
 
-Every user-facing error raised by the backend, with the params its sentence can interpolate
-(``bots.i18n`` translates the key; ``UserError.params`` / ``EngineError.params`` hold the values):
-
-Request (``InvalidRequest``)
-- ``error.prompt_empty`` — no params.
-- ``error.prompt_too_long`` — ``length`` (characters given), ``max`` (allowed).
-- ``error.steps_range`` — ``value``, ``min`` (1), ``max``.
-- ``error.seed_range`` — ``value``, ``min`` (0), ``max`` (4294967295).
-- ``error.guidance_range`` — ``value``, ``min``, ``max``.
-- ``error.size_invalid`` — ``width``, ``height`` (either may be None), ``min_side``, ``max_side``,
-  ``multiple`` (16). Also raised when only one side, or both a size and an aspect, are given.
-- ``error.size_too_large`` — ``width``, ``height``, ``pixels``, ``max_pixels``.
-- ``error.aspect_unknown`` — ``value``, ``allowed`` (comma-separated list such as "1:1, 16:9").
-
-Access (``AccessDenied``)
-- ``error.banned`` — no params.
-- ``error.not_allowed`` — ``where``: "user", "chat", "guild" or "dm" (what the allowlist rejected).
-- ``error.not_your_job`` — ``job_id``.
-- ``error.admin_only`` — no params (history of a whole chat or of everyone, /ban, /unban).
-- ``error.cannot_ban_admin`` — ``user_id`` (admins pass every check, so a ban would do nothing).
-
-Limits (``LimitReached``)
-- ``error.user_queue_full`` — ``limit`` (jobs a user may have queued or running at once).
-- ``error.hourly_quota`` — ``limit`` (jobs per user per hour), ``retry_after_s`` (seconds until
-  the oldest job of the last hour leaves the window).
-- ``error.queue_full`` — ``limit`` (jobs queued in total).
-
-Jobs and lifecycle
-- ``error.job_not_found`` (``JobNotFound``) — ``job_id``.
-- ``error.job_not_cancellable`` (``JobNotCancellable``) — ``job_id``, ``status`` ("succeeded",
-  "failed" or "cancelled").
-- ``error.stopping`` (``ServiceStopping``) — no params.
-
-Job failures (``Failed.reason_key`` / ``Job.error_key``; no params, ``Failed.detail`` is for logs)
-- ``error.interrupted_twice`` — the process died twice while this job was running.
-- ``error.oom`` — the GPU ran out of memory for this job.
-- ``error.engine`` — any other generation error.
-- ``error.model_files`` — weights missing or not recognised (also shown in status).
-- any other ``EngineError.key`` the engine raises (e.g. ``error.profile_fit``) is passed through.
+Errors: ``InvalidRequest`` for a request out of bounds, ``AccessDenied`` for who may not ask;
+their keys and the params each key takes are declared in ``backend.keys``.
 
 Access rules: admins (config ids per platform, or ``Requester.platform_admin``) pass every check
 and bypass every cap. Telegram: a user in ``banned_users`` is refused; when ``allowed_users`` or

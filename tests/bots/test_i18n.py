@@ -1,8 +1,7 @@
-"""``bots.i18n``: every key the code uses exists in both languages and formats with its params."""
+"""``bots.i18n``: the locale files agree, every key the code uses exists, plurals pick a form."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 from pathlib import Path
@@ -10,12 +9,24 @@ from typing import Any
 
 import pytest
 
-import backend.validation
 import bots.parsing
-from backend import errors
-from bots.i18n import LANGUAGES, MESSAGES, pick_language, placeholders, translate
+from backend import errors, keys
+from bots.i18n import (
+    LANGUAGES,
+    MESSAGES,
+    PLURAL_CATEGORIES,
+    Plural,
+    message_params,
+    parse_catalog,
+    pick_language,
+    placeholders,
+    plural_category,
+    translate,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+# A value of the plural parameter that selects each category.
+SAMPLE_NUMBER = {"one": 1, "other": 7}
 
 
 def _subclasses(cls: type[Any]) -> list[type[Any]]:
@@ -25,31 +36,10 @@ def _subclasses(cls: type[Any]) -> list[type[Any]]:
     return found
 
 
-def _backend_documented_keys() -> dict[str, set[str]]:
-    """Keys and params listed in backend/validation.py's docstring (``key`` — ``param``, …)."""
-    doc = inspect.getdoc(backend.validation) or ""
-    keys: dict[str, set[str]] = {}
-    for block in re.split(r"\n- ", doc):
-        match = re.match(r"``(error\.[a-z_]+)``(.*)", block, re.DOTALL)
-        if not match:
-            continue
-        rest = match[2].split("—", 1)[1] if "—" in match[2] else ""
-        keys[match[1]] = set(re.findall(r"``([a-z_]+)``", rest))
-    return keys
-
-
-def _parse_keys() -> dict[str, set[str]]:
-    doc = inspect.getdoc(bots.parsing) or ""
-    return {
-        key: set(re.findall(r"[a-z_]+", params.split("(")[0])) - {"no", "params"}
-        for key, params in re.findall(r"^\s*(parse\.[a-z_]+)\s+(.*?)\s{2,}", doc, re.M)
-    }
-
-
 def _keys_used_in_source() -> set[str]:
     """Literal keys passed to translate()/raised in bots/ (f-strings are checked elsewhere)."""
     pattern = re.compile(
-        r"""["']((?:job|cb|button|cmd|status|history|cancel|help|caption|"""
+        r"""["']((?:job|cb|button|cmd|status|history|cancel|help|caption|delivery|"""
         r"""parse|error|unit|settings|ban)\.[a-z_.]+)["']"""
     )
     used: set[str] = set()
@@ -59,41 +49,104 @@ def _keys_used_in_source() -> set[str]:
     return used
 
 
-def test_both_languages_have_the_same_keys_and_placeholders() -> None:
+def _error_keys_in_source() -> set[str]:
+    """Keys raised as literals (``raise X("key", …)``) in backend/ and bots/, and every
+    ``"error.*"`` literal in backend/ (failure keys handed to the store)."""
+    raised = re.compile(r"""(?:raise|return) [A-Z]\w*\(\s*["']([a-z]+\.[a-z_.]+)["']""")
+    error_literal = re.compile(r"""["'](error\.[a-z_]+)["']""")
+    found: set[str] = set()
+    for path in [*(ROOT / "backend").rglob("*.py"), *(ROOT / "bots").rglob("*.py")]:
+        if path.name == "keys.py" and path.parent.name == "backend":
+            continue
+        text = path.read_text(encoding="utf-8")
+        found |= set(raised.findall(text))
+        if path.is_relative_to(ROOT / "backend"):
+            found |= set(error_literal.findall(text))
+    return found
+
+
+# ---- the locale files ---------------------------------------------------------------------------
+
+
+def test_both_languages_have_the_same_keys_and_params() -> None:
     assert set(MESSAGES["en"]) == set(MESSAGES["zh"])
     for key, english in MESSAGES["en"].items():
-        assert placeholders(MESSAGES["zh"][key]) == placeholders(english), key
+        chinese = MESSAGES["zh"][key]
+        assert message_params(chinese) == message_params(english), key
+        plural_param = {m.param if isinstance(m, Plural) else None for m in (english, chinese)}
+        assert len(plural_param) == 1, (key, plural_param)  # plural in both, on the same param
 
 
-def test_every_backend_error_key_is_translated_with_its_documented_params() -> None:
-    documented = _backend_documented_keys()
-    assert len(documented) >= 20  # the docstring format changed if this fails
-    classes: list[type[Any]] = [errors.UserError, errors.EngineError]
-    classes += _subclasses(errors.UserError) + _subclasses(errors.EngineError)
-    for cls in classes:
-        documented.setdefault(cls.key, set())
-    for key, params in documented.items():
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_plural_tables_list_exactly_the_languages_categories(lang: str) -> None:
+    assert PLURAL_CATEGORIES == {"en": ("one", "other"), "zh": ("other",)}
+    tables = {k: m for k, m in MESSAGES[lang].items() if isinstance(m, Plural)}
+    assert len(tables) >= 8
+    for key, table in tables.items():
+        assert sorted(table.forms) == sorted(PLURAL_CATEGORIES[lang]), key
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_sentence_formats_with_its_params(lang: str) -> None:
+    for key, message in MESSAGES[lang].items():
+        forms = message.forms if isinstance(message, Plural) else {"other": message}
+        for category, template in forms.items():
+            params: dict[str, Any] = {name: f"<{name}>" for name in placeholders(template)}
+            if isinstance(message, Plural):
+                params[message.param] = SAMPLE_NUMBER[category]
+            text = translate(key, lang, **params)
+            assert "{" not in text.replace("{{", ""), key
+            assert all(str(params[name]) in text for name in placeholders(template)), key
+
+
+def test_english_sentences_with_a_count_use_plural_forms() -> None:
+    """No "1 steps": every en sentence that puts a count before a plural noun is a plural table."""
+    plain = {k: m for k, m in MESSAGES["en"].items() if isinstance(m, str)}
+    counted_noun = re.compile(r"\{\w+\} (?:jobs|steps|images|characters|pixels)\b")
+    assert [k for k, m in plain.items() if counted_noun.search(m)] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "message"),
+    [
+        ('"error.generic" = "x"\n"a" = 1', "en", r"x\.toml: 'a': expected a string or a plural"),
+        ('"error.generic" = "x"\n"a" = { other = "b" }', "en", "names its numeric parameter"),
+        ('"error.generic" = "x"\n"a" = { plural = "n", other = "b" }', "en", "exactly"),
+        ('"error.generic" = "x"\n"a" = { plural = "n", one = "", other = "" }', "zh", "exactly"),
+        ('"error.generic" = "x"\n"a" = { plural = "n", one = 1, other = "" }', "en", "exactly"),
+        ('"a" = "b"', "en", "'error.generic' must be a plain sentence"),
+        ('"a" = ', "en", "not valid TOML"),
+    ],
+)
+def test_a_malformed_locale_file_is_refused_naming_file_and_key(
+    text: str, lang: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_catalog(text, lang, "x.toml")
+
+
+# ---- error keys are declared constants ----------------------------------------------------------
+
+
+def test_every_declared_error_key_is_translated_with_its_declared_params() -> None:
+    assert keys.PARAMS[keys.HOURLY_QUOTA] == {"limit", "retry_after_s"}
+    for key, params in keys.PARAMS.items():
         for lang in LANGUAGES:
             assert key in MESSAGES[lang], (key, lang)
-            assert placeholders(MESSAGES[lang][key]) <= params, (key, lang)
+            assert message_params(MESSAGES[lang][key]) <= params, (key, lang)
 
 
-def test_every_parse_error_key_is_translated_with_its_params() -> None:
-    documented = _parse_keys()
-    assert set(documented) == {
-        "parse.usage",
-        "parse.unknown_option",
-        "parse.missing_value",
-        "parse.bad_value",
-        "parse.duplicate",
-        "parse.conflict",
-        "parse.settings_usage",
-        "parse.settings_prompt",
-        "parse.settings_seed",
-    }
-    for key, params in documented.items():
-        for lang in LANGUAGES:
-            assert placeholders(MESSAGES[lang][key]) <= params, (key, lang)
+def test_every_error_class_default_key_is_a_declared_constant() -> None:
+    classes: list[type[Any]] = [errors.UserError, errors.EngineError]
+    classes += _subclasses(errors.UserError) + _subclasses(errors.EngineError)
+    assert bots.parsing.ParseError in classes
+    assert {cls.__name__: cls.key for cls in classes if cls.key not in keys.PARAMS} == {}
+
+
+def test_every_error_key_raised_as_a_literal_is_declared() -> None:
+    found = _error_keys_in_source()
+    assert {"error.steps_range", "error.interrupted_twice", "parse.bad_value"} <= found
+    assert sorted(found - set(keys.PARAMS)) == []
 
 
 def test_every_key_used_by_the_adapters_exists() -> None:
@@ -103,18 +156,85 @@ def test_every_key_used_by_the_adapters_exists() -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("lang", LANGUAGES)
-def test_every_sentence_formats_with_its_params(lang: str) -> None:
-    for key, template in MESSAGES[lang].items():
-        params = {name: f"<{name}>" for name in placeholders(template)}
-        text = translate(key, lang, **params)
-        assert "{" not in text.replace("{{", ""), key
-        assert all(value in text for value in params.values()), key
+# ---- translate ----------------------------------------------------------------------------------
 
 
 def test_examples() -> None:
     assert translate("job.queued", "en", position=3, eta="40 s") == "Queued, position 3, about 40 s"
     assert translate("job.warming", "zh", percent=63) == "模型预热中：63 %"
+    assert translate("job.finishing", "en", step=28, total=28) == "Step 28/28 · finishing…"
+    assert translate("cancel.already_finishing", "zh", job_id="ab12") == (
+        "任务 #ab12 正在收尾，现在无法取消。"
+    )
+
+
+@pytest.mark.parametrize(
+    ("steps", "lang", "expected"),
+    [
+        (0, "en", "Seed 7 · 0 steps · 512×512 · #j1"),
+        (1, "en", "Seed 7 · 1 step · 512×512 · #j1"),
+        (2, "en", "Seed 7 · 2 steps · 512×512 · #j1"),
+        (1, "zh", "种子 7 · 1 步 · 512×512 · #j1"),
+        (2, "zh", "种子 7 · 2 步 · 512×512 · #j1"),
+    ],
+)
+def test_the_plural_parameter_picks_the_form(steps: int, lang: str, expected: str) -> None:
+    params = {"seed": 7, "width": 512, "height": 512, "job_id": "j1"}
+    assert translate("caption.params_no_time", lang, steps=steps, **params) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "params", "expected"),
+    [
+        ("history.header", {"count": 1}, "Your last job:"),
+        ("history.header", {"count": 3}, "Your last 3 jobs:"),
+        ("job.queued_far", {"ahead": 1}, "Queued, about 1 job ahead of you"),
+        ("job.queued_far", {"ahead": 190}, "Queued, about 190 jobs ahead of you"),
+        ("error.queue_full", {"limit": 1}, "The queue is full (1 job). Please try again later."),
+        (
+            "error.hourly_quota",
+            {"limit": 1, "retry_after_s": 1234.567},
+            "You have used your one image for this hour. Try again in 1235 s.",
+        ),
+    ],
+)
+def test_english_plural_sentences(key: str, params: dict[str, Any], expected: str) -> None:
+    assert translate(key, "en", **params) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "category"),
+    [
+        (1, "one"),
+        (-1, "one"),
+        ("1", "one"),
+        (1.0, "one"),  # shown as "1"
+        (0, "other"),
+        (2, "other"),
+        (11, "other"),
+        (21, "other"),
+        (1.5, "other"),
+        ("1.0", "other"),  # visible decimals: "1.0 steps"
+        ("12.3", "other"),
+        ("many", "other"),
+        (None, "other"),
+        (True, "other"),
+        (float("nan"), "other"),
+    ],
+)
+def test_english_plural_category(value: object, category: str) -> None:
+    assert plural_category("en", value) == category
+
+
+def test_chinese_has_one_plural_category() -> None:
+    assert {plural_category("zh", n) for n in (0, 1, 2, 1.5)} == {"other"}
+
+
+def test_missing_plural_param_uses_other_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="majicbot.i18n"):
+        text = translate("history.header", "en")
+    assert text == "Your last ? jobs:"
+    assert "'count'" in caplog.text
 
 
 def test_missing_key_falls_back_and_logs(caplog: pytest.LogCaptureFixture) -> None:

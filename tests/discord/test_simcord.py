@@ -255,7 +255,7 @@ async def test_history_lists_own_jobs_and_sends_an_image_again(tiny_config: Conf
         again = await world.alice.click(response_of(listed), custom_id=f"mj:get:{job_id}")
 
         lines = response_of(listed).content.splitlines()
-        assert listed.ephemeral and lines[0] == "Your last 1 jobs:"
+        assert listed.ephemeral and lines[0] == "Your last job:"
         assert lines[1].startswith(f"#{job_id} · done · seed 3 · ")
         assert lines[1].endswith(" · a blue whale")
         assert buttons(response_of(listed)) == [(f"#{job_id}", f"mj:get:{job_id}")]

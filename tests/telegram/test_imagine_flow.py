@@ -159,7 +159,7 @@ async def test_group_imagine_as_reply_and_history_resend(
         api.user_sends("/history", user=ALICE, chat=GROUP)
         listing = await api.wait_for("sendMessage", lambda c: c.chat_id == GROUP.id, since=mark)
         header, line = str(listing.text).splitlines()[:2]
-        assert header == "Your last 1 jobs:"
+        assert header == "Your last job:"
         age = r"\d+ s"  # the clock moves between delivery and /history
         assert re.fullmatch(
             rf"#{job_id} · done · seed 3 · {age} ago · a lighthouse on a cliff at dawn", line
