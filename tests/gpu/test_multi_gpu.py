@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.domain import (
     ImagineRequest,
     Platform,
@@ -46,7 +46,7 @@ async def test_two_gpus_each_run_jobs(
     config = config_for(gpu_models_dir, tmp_path / "data")
     workers: dict[str, str] = {}
     paths: dict[str, Path] = {}
-    async with Service.open(config, lambda: make_engines(config)) as service:
+    async with Service.open(config, lambda: make_engines(EngineSettings.of(config))) as service:
         # Loads run one after another (diffsynth's loader is not thread-safe): wait until both
         # cards are ready, else the first one serves every job before the second has loaded.
         async with asyncio.timeout(300):
