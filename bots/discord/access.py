@@ -6,9 +6,8 @@ from typing import Any
 
 import discord
 
-from backend.config import Config, DiscordConfig
+from backend.config import DiscordConfig
 from backend.domain import Platform, ReplyTarget, Requester
-from backend.validation import check_access
 
 
 def requester_of(interaction: discord.Interaction[Any], config: DiscordConfig) -> Requester:
@@ -21,7 +20,7 @@ def requester_of(interaction: discord.Interaction[Any], config: DiscordConfig) -
         chat_id=str(interaction.channel_id) if interaction.channel_id else None,
         guild_id=str(interaction.guild_id) if interaction.guild_id else None,
         language=str(interaction.locale),
-        platform_admin=has_admin_role_or_permission(interaction, config),
+        guild_admin=has_admin_role_or_permission(interaction, config),
     )
 
 
@@ -36,17 +35,12 @@ def reply_target_of(
     )
 
 
-def check_allowed(interaction: discord.Interaction[Any], config: Config) -> None:
-    """Raise ``AccessDenied`` for banned users, DMs when they are off, guilds not allowlisted."""
-    check_access(requester_of(interaction, config.discord), config)
-
-
 def has_admin_role_or_permission(
     interaction: discord.Interaction[Any], config: DiscordConfig
 ) -> bool:
-    """Admin rights only Discord knows: a configured admin role, or Manage Server here.
-
-    Configured admin user ids are the backend's business (``Service.is_admin``).
+    """Guild admin rights (``Requester.guild_admin``): a configured admin role, or Manage
+    Server, in this interaction's guild. They let the user manage this guild's jobs only;
+    configured admin user ids are the backend's business (``Service.is_admin``).
     """
     user = interaction.user
     if not isinstance(user, discord.Member):

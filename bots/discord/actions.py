@@ -13,7 +13,7 @@ from typing import Any
 import discord
 
 from backend.domain import TERMINAL_EVENTS, ReplyTarget, Requester, Submission
-from bots.discord.access import check_allowed, reply_target_of
+from bots.discord.access import reply_target_of
 from bots.discord.context import BotContext, context_of
 from bots.discord.delivery import Target
 from bots.discord.errors import report_error
@@ -47,7 +47,7 @@ async def handle_button(interaction: discord.Interaction[Any], action: str, job_
     """Entry point of every :class:`bots.discord.views.JobButton` click."""
     context = context_of(interaction)
     try:
-        check_allowed(interaction, context.config)
+        context.service.check_access(context.requester(interaction))
         await _BUTTON_ACTIONS[action](interaction, context, job_id)
     except Exception as error:
         await report_error(interaction, error, context.language(interaction))
@@ -76,8 +76,9 @@ async def _new_job_from(
 
 
 async def _delete(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:
-    job = await context.service.job(job_id)
-    context.service.check_can_manage(job, context.requester(interaction))
+    requester = context.requester(interaction)
+    job = await context.service.job(job_id, requester)
+    context.service.check_can_manage(job, requester)
     lang = context.language(interaction)
     if interaction.message is not None:
         await interaction.message.delete()
@@ -92,8 +93,9 @@ async def _cancel(interaction: discord.Interaction[Any], context: BotContext, jo
 
 async def _get(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:
     """Send a finished image again, only to the user who pressed (from /history)."""
-    job = await context.service.job(job_id)
-    context.service.check_can_manage(job, context.requester(interaction))
+    requester = context.requester(interaction)
+    job = await context.service.job(job_id, requester)
+    context.service.check_can_manage(job, requester)
     lang = context.language(interaction)
     if job.result_path is None:
         await interaction.response.send_message(translate("cb.not_ready", lang), ephemeral=True)

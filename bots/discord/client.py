@@ -11,7 +11,7 @@ from discord import app_commands
 from backend.config import Config
 from backend.errors import UserError
 from backend.service import Service
-from bots.discord.access import check_allowed
+from bots.discord.access import requester_of
 from bots.discord.actions import handle_button
 from bots.discord.commands import register_commands
 from bots.discord.context import BotContext
@@ -34,13 +34,14 @@ def minimum_intents() -> discord.Intents:
 class MajicTree(app_commands.CommandTree["MajicClient"]):
     """Command tree with the access check and the one error handler of every command."""
 
-    def __init__(self, client: MajicClient, config: Config) -> None:
+    def __init__(self, client: MajicClient, config: Config, service: Service) -> None:
         super().__init__(client)
         self._config = config
+        self._service = service
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         try:
-            check_allowed(interaction, self._config)
+            self._service.check_access(requester_of(interaction, self._config.discord))
         except UserError as error:
             await report_error(interaction, error, self._language(interaction))
             return False
@@ -73,7 +74,7 @@ class MajicClient(discord.Client):
             **options,
         )
         self.config = config
-        self.tree = MajicTree(self, config)
+        self.tree = MajicTree(self, config, service)
         deliveries = Deliveries(
             self,
             service,

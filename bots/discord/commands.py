@@ -7,6 +7,7 @@ use postponed annotations: discord.py reads the annotation objects). Description
 """
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -14,13 +15,19 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 
 from backend.config import Config
-from backend.domain import HistoryScope, ReplyTarget, Requester, Submission, UserDefaults
-from backend.errors import AccessDenied
-from backend.validation import SEED_MAX
+from backend.domain import (
+    HISTORY_MAX,
+    SEED_MAX,
+    HistoryScope,
+    Options,
+    ReplyTarget,
+    Requester,
+    Submission,
+)
 from bots.discord.actions import start_job
 from bots.discord.context import context_of
 from bots.discord.translator import text
-from bots.discord.views import MAX_HISTORY_BUTTONS, history_view
+from bots.discord.views import history_view
 from bots.i18n import translate
 from bots.parsing import ParsedImagine, ParseError, parse_imagine, to_request
 from bots.render import render_history, render_settings, render_status, shorten
@@ -33,12 +40,11 @@ def merge_options(parsed: ParsedImagine, **options: Any) -> ParsedImagine:
     """Slash options on top of the prompt's --flags; the same option given twice is an error."""
     values = {name: value for name, value in options.items() if value is not None}
     for name in values:
-        if getattr(parsed, name) is not None:
+        if getattr(parsed.options, name) is not None:
             raise ParseError("parse.duplicate", option=f"--{'ar' if name == 'aspect' else name}")
-    if "aspect" in values and parsed.width is not None:
+    if "aspect" in values and parsed.options.width is not None:
         raise ParseError("parse.conflict", first="--size", second="--ar")
-    fields = {**parsed.__dict__, **values}
-    return ParsedImagine(**fields)
+    return replace(parsed, options=replace(parsed.options, **values))
 
 
 async def imagine(
@@ -66,10 +72,8 @@ async def imagine(
 async def status(interaction: discord.Interaction[Any]) -> None:
     """The engine/queue snapshot, for admins only, ephemeral."""
     context = context_of(interaction)
-    if not context.service.is_admin(context.requester(interaction)):
-        raise AccessDenied("status.admin_only")
+    snapshot = await context.service.status(context.requester(interaction))
     await interaction.response.defer(ephemeral=True, thinking=True)
-    snapshot = await context.service.status()
     lang = context.language(interaction)
     body = shorten(render_status(snapshot, lang), MESSAGE_LIMIT - 8)
     await interaction.edit_original_response(content=f"```\n{body}\n```")
@@ -94,20 +98,11 @@ async def cancel(interaction: discord.Interaction[Any], job: str | None) -> None
     """Cancel the given job, or one's latest queued/running job."""
     context = context_of(interaction)
     requester = context.requester(interaction)
-    lang = context.language(interaction)
-    job_id = job
-    if job_id is None:
-        recent = await context.service.history(requester, HistoryScope.USER, MAX_HISTORY_BUTTONS)
-        active = [j for j in recent if not j.status.is_terminal]
-        if not active:
-            await interaction.response.send_message(
-                translate("cancel.nothing", lang), ephemeral=True
-            )
-            return
-        job_id = active[0].id
-    await context.service.cancel(job_id, requester)
+    service = context.service
+    cancelled = await (service.cancel(job, requester) if job else service.cancel_latest(requester))
     await interaction.response.send_message(
-        translate("cancel.done", lang, job_id=job_id), ephemeral=True
+        translate("cancel.done", context.language(interaction), job_id=cancelled.id),
+        ephemeral=True,
     )
 
 
@@ -126,7 +121,7 @@ async def settings(
     if reset:
         await service.reset_defaults(requester)
         lines = [translate("settings.reset_done", lang)]
-    defaults = UserDefaults(steps=steps, aspect=aspect, guidance=guidance)
+    defaults = Options(steps=steps, aspect=aspect, guidance=guidance)
     if not defaults.is_empty:
         await service.set_defaults(requester, defaults)
         lines = [translate("settings.saved", lang)]
@@ -141,8 +136,6 @@ async def set_banned(
     """Ban or unban ``user`` (admins only; others get the polite refusal); ephemeral."""
     context = context_of(interaction)
     requester = context.requester(interaction)
-    if not context.service.is_admin(requester):
-        raise AccessDenied("error.admin_only")
     await context.service.set_banned(requester, str(user.id), banned=banned)
     sentence = translate(
         "ban.done" if banned else "ban.undone", context.language(interaction), user=user.mention
@@ -190,7 +183,7 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
     @app_commands.rename(count=text("discord.opt.count"))
     @app_commands.describe(count=text("discord.optdesc.count"))
     async def history_command(
-        interaction: discord.Interaction[Any], count: Range[int, 1, MAX_HISTORY_BUTTONS] = 5
+        interaction: discord.Interaction[Any], count: Range[int, 1, HISTORY_MAX] = 5
     ) -> None:
         await history(interaction, count)
 

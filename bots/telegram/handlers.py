@@ -17,7 +17,14 @@ from typing import Any
 from telegram import CallbackQuery, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
-from backend.domain import HistoryScope, JobStatus, Platform, ReplyTarget, Requester, Submission
+from backend.domain import (
+    HistoryScope,
+    JobStatus,
+    Platform,
+    ReplyTarget,
+    Requester,
+    Submission,
+)
 from backend.errors import AccessDenied, InvalidRequest, UserError
 from bots.i18n import pick_language, translate
 from bots.parsing import parse_imagine, parse_settings, to_request
@@ -28,7 +35,7 @@ from bots.telegram.keyboards import Action, ButtonPress, decode, history_keyboar
 log = logging.getLogger("majicbot.telegram")
 
 Context = ContextTypes.DEFAULT_TYPE
-HISTORY_DEFAULT, HISTORY_MAX = 10, 20
+HISTORY_DEFAULT = 10
 # Registered with setMyCommands in this order (/ban and /unban are admin tools: not listed).
 COMMANDS = ("imagine", "settings", "status", "history", "cancel", "help", "start")
 RESET_WORDS = ("reset", "重置")
@@ -97,9 +104,7 @@ class TelegramHandlers:
     async def status(self, update: Update, context: Context) -> None:
         """/status (admins): the backend status snapshot."""
         assert update.effective_message is not None
-        if not self.service.is_admin(self.requester(update)):
-            raise AccessDenied("status.admin_only")
-        snapshot = await self.service.status()
+        snapshot = await self.service.status(self.requester(update))
         text = render_status(snapshot, self.language(update))
         await update.effective_message.reply_text(text)
 
@@ -125,18 +130,12 @@ class TelegramHandlers:
         assert update.effective_message is not None
         requester, lang = self.requester(update), self.language(update)
         job_id = (context.args or [""])[0].lstrip("#")
-        if not job_id:
-            own = [
-                job
-                for job in await self.service.active_jobs(Platform.TELEGRAM)
-                if job.requester.user_id == requester.user_id
-            ]
-            if not own:
-                await update.effective_message.reply_text(translate("cancel.nothing", lang))
-                return
-            job_id = own[-1].id
-        await self.service.cancel(job_id, requester)
-        await update.effective_message.reply_text(translate("cancel.done", lang, job_id=job_id))
+        if job_id:
+            cancelled = await self.service.cancel(job_id, requester)
+        else:
+            cancelled = await self.service.cancel_latest(requester)
+        text = translate("cancel.done", lang, job_id=cancelled.id)
+        await update.effective_message.reply_text(text)
 
     async def settings(self, update: Update, context: Context) -> None:
         """/settings [--steps N] [--ar W:H | --size WxH] [--guidance X] | reset: one's defaults."""
@@ -200,7 +199,7 @@ class TelegramHandlers:
         if press.action in (Action.REROLL, Action.VARIATION):
             await self._reroll(press, message, requester, lang)
             return "cb.queued"
-        job = await self.service.job(press.job_id)
+        job = await self.service.job(press.job_id, requester)
         if press.action is Action.DELETE:
             self.service.check_can_manage(job, requester)
             await message.delete()
@@ -286,4 +285,4 @@ def _history_args(args: list[str]) -> tuple[HistoryScope, int]:
     if len(rest) > 1 or (rest and not rest[0].isdigit()):
         raise InvalidRequest("history.usage")
     limit = int(rest[0]) if rest else HISTORY_DEFAULT
-    return scope, max(1, min(limit, HISTORY_MAX))
+    return scope, limit  # the service caps it at HISTORY_MAX

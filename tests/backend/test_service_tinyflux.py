@@ -17,6 +17,7 @@ from PIL import Image
 
 from backend.config import Config, EngineSettings
 from backend.domain import (
+    CLI_REQUESTER,
     Cancelled,
     EngineState,
     Failed,
@@ -90,7 +91,7 @@ async def test_submit_events_and_stored_png_with_parameters(tiny_config: Config)
         sub = await service.submit(request("a lighthouse at dusk", seed=42, steps=2))
         events = await collect(service.subscribe(sub.job.id), WAIT_S)
         stored = await service.job(sub.job.id)
-        status = await service.status()
+        status = await service.status(CLI_REQUESTER)
     done = events[-1]
     assert isinstance(done, Succeeded)
     assert [(e.step, e.total) for e in events if isinstance(e, Progress)][-1] == (2, 2)
@@ -154,7 +155,7 @@ async def test_two_cpu_workers_run_two_jobs_at_once(tiny_config: Config) -> None
             await first_matching(
                 service.subscribe(sub.job.id), lambda e: isinstance(e, Progress), WAIT_S
             )
-        status = await service.status()
+        status = await service.status(CLI_REQUESTER)
         for engine in engines:
             engine.gate.set()
         results = [await collect(service.subscribe(s.job.id), WAIT_S) for s in subs]
