@@ -36,22 +36,22 @@ class JobTimer:
         self._encode_s: deque[float] = deque(maxlen=WINDOW)
         self._step_s: deque[float] = deque(maxlen=WINDOW)
         self._decode_s: deque[float] = deque(maxlen=WINDOW)
+        self._rates: Rates | None = None  # computed once per record: estimates read it often
 
     def record(self, timings: Timings, steps: int) -> None:
         """Add one finished job's timings."""
         self._encode_s.append(timings.text_encode_s)
         self._step_s.append(timings.denoise_s / max(1, steps))
         self._decode_s.append(timings.decode_s)
-
-    def rates(self) -> Rates | None:
-        """The current medians, or None before the first finished job."""
-        if not self._step_s:
-            return None
-        return Rates(
+        self._rates = Rates(
             encode_s=statistics.median(self._encode_s),
             s_per_step=statistics.median(self._step_s),
             decode_s=statistics.median(self._decode_s),
         )
+
+    def rates(self) -> Rates | None:
+        """The current medians, or None before the first finished job."""
+        return self._rates
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ class Rates:
 
 def mean_rates(rates: Sequence[Rates]) -> Rates | None:
     """The mean of several workers' rates (None if none has measured anything)."""
-    if not rates:
-        return None
+    if len(rates) <= 1:
+        return rates[0] if rates else None
     return Rates(
         encode_s=statistics.fmean(r.encode_s for r in rates),
         s_per_step=statistics.fmean(r.s_per_step for r in rates),

@@ -7,6 +7,9 @@ change; a follower awaits ``moved(after)`` and reads ``waiting(job_id)`` when it
 something. ``moved(after)`` wakes a waiter only once the version passes ``after``, so a follower
 that refreshes a job far back every N-th move (``after = seen + N - 1``) costs nothing in
 between: the work is proportional to the refreshes made, not to the queue length squared.
+
+Denoising steps of the running jobs do not bump the version (that would wake followers every
+step): an estimate read at any time already counts what is left of the running jobs then.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ class Results:
         self._hub = hub
         self._on_engine_change = on_engine_change
         self._on_job_end = on_job_end  # estimates changed (new timings, a worker is free)
+        self._version = f"majicbot {dict(versions())['majicbot']}"  # read once: metadata is slow
 
     async def started(self, worker: Worker, active: ActiveJob) -> None:
         job = active.job
@@ -61,8 +62,7 @@ class Results:
         job = active.job
         path = output_path(self._config.outputs_dir, job.id, job.created_at)
         model = result.model or self._config.engine.model
-        version = f"majicbot {dict(versions())['majicbot']}"
-        text = parameters_text(job.params, model, result.profile, version)
+        text = parameters_text(job.params, model, result.profile, self._version)
         try:
             await write_png(result.image, path, text)
         except OSError as exc:

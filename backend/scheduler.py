@@ -16,15 +16,17 @@ import asyncio
 import bisect
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 UserKey = tuple[str, str]  # (platform, user id)
 
 
-@dataclass(order=True, frozen=True)
-class _Key:
+class _Key(NamedTuple):
+    """Sort key of a queued job; a tuple so that ``bisect`` compares in C (seq is unique)."""
+
     round: int
     seq: int
-    job_id: str = field(compare=False)
+    job_id: str
 
 
 @dataclass

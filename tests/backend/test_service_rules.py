@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from backend.domain import (
     Platform,
     Progress,
     Queued,
+    Requester,
     Timings,
 )
 from backend.errors import AccessDenied, LimitReached, NothingToCancel
@@ -37,7 +39,7 @@ def config(tmp_path: Path) -> Config:
     return with_section(make_config(tmp_path / "data"), "telegram", admins=("boss",))
 
 
-def guild_member(user: str, guild: str, *, admin: bool = False) -> object:
+def guild_member(user: str, guild: str, *, admin: bool = False) -> Requester:
     return requester(user, Platform.DISCORD, guild_id=guild, guild_admin=admin)
 
 
@@ -45,7 +47,7 @@ async def test_status_is_for_admins_only(config: Config) -> None:
     async with Service.open(config, lambda: []) as service:
         for who in (requester("u1"), guild_member("mod", "g1", admin=True)):
             with pytest.raises(AccessDenied) as refused:
-                await service.status(who)  # type: ignore[arg-type]
+                await service.status(who)
             assert refused.value.key == "status.admin_only"
         assert (await service.status(requester("boss"))).accepting
         assert (await service.status(CLI_REQUESTER)).queue_length == 0
@@ -99,13 +101,21 @@ async def test_a_stored_ban_refuses_every_command(config: Config) -> None:
     async with Service.open(config, lambda: []) as service:
         job = (await service.submit(request())).job
         await service.set_banned(requester("boss"), "u1", banned=True)
-        calls = {
-            "check_access": lambda: asyncio.sleep(0, service.check_access(requester())),
-            "history": lambda: service.history(requester()),
-            "cancel": lambda: service.cancel(job.id, requester()),
-            "cancel_latest": lambda: service.cancel_latest(requester()),
-            "job": lambda: service.job(job.id, requester()),
-            "settings": lambda: asyncio.sleep(0, service.user_settings(requester())),
+        me = requester()
+
+        async def check() -> None:
+            service.check_access(me)
+
+        async def settings() -> None:
+            service.user_settings(me)
+
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "check_access": check,
+            "history": lambda: service.history(me),
+            "cancel": lambda: service.cancel(job.id, me),
+            "cancel_latest": lambda: service.cancel_latest(me),
+            "job": lambda: service.job(job.id, me),
+            "settings": settings,
         }
         keys = {}
         for name, call in calls.items():
@@ -125,15 +135,15 @@ async def test_guild_admins_manage_their_guild_only(config: Config) -> None:
         there = (await service.submit(request(requester=guild_member("bob", "g2")))).job
         mod = guild_member("mod", "g1", admin=True)
         with pytest.raises(AccessDenied) as other_guild:
-            await service.cancel(there.id, mod)  # type: ignore[arg-type]
-        cancelled = await service.cancel(here.id, mod)  # type: ignore[arg-type]
-        service.check_can_manage(here, mod)  # type: ignore[arg-type]
+            await service.cancel(there.id, mod)
+        cancelled = await service.cancel(here.id, mod)
+        service.check_can_manage(here, mod)
         with pytest.raises(AccessDenied) as no_ban:
-            await service.set_banned(mod, "bob", banned=True)  # type: ignore[arg-type]
+            await service.set_banned(mod, "bob", banned=True)
         await service.submit(request(requester=mod))
         with pytest.raises(LimitReached) as capped:
             await service.submit(request(requester=mod))
-        admin = service.is_admin(mod)  # type: ignore[arg-type]
+        admin = service.is_admin(mod)
         gate.set()
     assert other_guild.value.key == "error.not_your_job"
     assert cancelled.status is JobStatus.CANCELLED
