@@ -146,6 +146,24 @@ class Config:
         return self.storage.data_dir / "outputs"
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """What an engine needs from the config, and nothing more (no bot tokens, no limits).
+
+    ``max_pixels`` is the largest image a job can ask for: ``limits.max_pixels``, or about
+    ``default_side²`` for aspect-ratio sizes, whichever is larger (it sizes the VRAM kept for
+    activations when ``auto`` chooses a profile).
+    """
+
+    engine: EngineConfig
+    max_pixels: int
+
+    @classmethod
+    def of(cls, config: Config) -> EngineSettings:
+        limits = config.limits
+        return cls(config.engine, max(limits.max_pixels, limits.default_side**2))
+
+
 _TOKEN_ENV = {"telegram": "TELEGRAM_BOT_TOKEN", "discord": "DISCORD_BOT_TOKEN"}
 
 

@@ -5,9 +5,12 @@ Everything here is a frozen dataclass or an enum; nothing here does I/O or impor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
+
+SEED_MAX = 2**32 - 1  # seeds are 0..SEED_MAX
+HISTORY_MAX = 20  # the most jobs one ``Service.history`` call returns (larger limits are clamped)
 
 
 class Platform(StrEnum):
@@ -28,9 +31,14 @@ class Requester:
     chat_id: str | None = None  # Telegram chat / Discord channel
     guild_id: str | None = None  # Discord guild; None in DMs and on Telegram
     language: str = "en"  # IETF tag as the platform reports it ("en", "zh-hans", "zh-CN")
-    # Set by an adapter when the platform itself grants admin rights that config ids cannot
-    # express (Discord: a configured admin role, or Manage Server). Service.is_admin honours it.
-    platform_admin: bool = False
+    # Set by an adapter: the user holds Manage Server or a configured admin role *in guild_id*.
+    # A guild admin may manage (cancel, delete) jobs of that guild only; it bypasses no allowlist,
+    # cap or ban, and is not an admin of the service (``backend.access`` has the rules).
+    guild_admin: bool = False
+
+
+# Who the local status endpoint and the CLI act as: the machine's owner, an admin.
+CLI_REQUESTER = Requester(Platform.CLI, "local", display_name="local")
 
 
 @dataclass(frozen=True)
@@ -47,33 +55,16 @@ class ReplyTarget:
 
 
 @dataclass(frozen=True)
-class ImagineRequest:
-    """A user's request as the adapter parsed it. ``None`` means "use the configured default".
+class Options:
+    """Generation options as a user gave them; ``None`` = not given (a default applies).
 
-    Size is either ``aspect`` ("16:9") or ``width``/``height``; the backend resolves and validates.
+    The one options type: parsed commands, requests, per-user defaults (which never carry a seed)
+    and the store's encoding of defaults all use it. Size is either ``aspect`` ("16:9") or
+    ``width``/``height``, and counts as one option: giving any part of it replaces a whole
+    default size. Values are checked against the limits by the backend, not here.
     """
 
-    prompt: str
-    requester: Requester
-    reply_to: ReplyTarget
     seed: int | None = None
-    steps: int | None = None
-    width: int | None = None
-    height: int | None = None
-    aspect: str | None = None
-    guidance: float | None = None
-    parent_job_id: str | None = None  # set for rerolls and variations
-
-
-@dataclass(frozen=True)
-class UserDefaults:
-    """A user's own defaults for ``/imagine`` (``/settings``); ``None`` = the server's default.
-
-    Size is either ``aspect`` or ``width``/``height``, as in ``ImagineRequest``. A request that
-    gives an option overrides the default; one that gives any size option overrides the whole
-    default size.
-    """
-
     steps: int | None = None
     width: int | None = None
     height: int | None = None
@@ -82,14 +73,51 @@ class UserDefaults:
 
     @property
     def is_empty(self) -> bool:
-        return self == UserDefaults()
+        return self == Options()
+
+    @property
+    def has_size(self) -> bool:
+        return self.width is not None or self.height is not None or self.aspect is not None
+
+    def given(self) -> dict[str, int | float | str]:
+        """The options that are set, by field name."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def over(self, base: Options) -> Options:
+        """These options on top of ``base``: each given value wins; a given size wins whole."""
+        size = self if self.has_size else base
+        return Options(
+            seed=self.seed if self.seed is not None else base.seed,
+            steps=self.steps if self.steps is not None else base.steps,
+            width=size.width,
+            height=size.height,
+            aspect=size.aspect,
+            guidance=self.guidance if self.guidance is not None else base.guidance,
+        )
+
+
+@dataclass(frozen=True)
+class ImagineRequest:
+    """A user's request as the adapter parsed it; the backend resolves and validates it.
+
+    ``idempotency_key`` names the platform event that caused it (``"telegram:update:123"``,
+    ``"discord:interaction:456"``): a second submit with the same key returns the first job.
+    """
+
+    prompt: str
+    requester: Requester
+    reply_to: ReplyTarget
+    options: Options = Options()
+    parent_job_id: str | None = None  # set for rerolls and variations
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
 class UserSettings:
     """What ``/settings`` shows: the user's defaults and the values ``/imagine`` will use."""
 
-    defaults: UserDefaults
+    defaults: Options  # never carries a seed
     steps: int
     width: int
     height: int
@@ -157,6 +185,7 @@ class Job:
     prompt_truncated: bool = False
     delivered_at: float | None = None
     parent_job_id: str | None = None
+    idempotency_key: str | None = None  # the platform event that asked for it (unique)
 
 
 # ---- job events -------------------------------------------------------------------------------
@@ -164,12 +193,17 @@ class Job:
 
 @dataclass(frozen=True)
 class Queued:
-    """Waiting. ``warming_percent`` is set while the engine is still loading."""
+    """Waiting. ``warming_percent`` is set while the engine is still loading; ``unavailable``
+    once every engine failed to load (the jobs stay queued for a restart with working weights).
+    """
 
     job_id: str
     position: int  # 1 = next to run
-    eta_s: float | None
+    eta_s: float | None  # seconds until the job finishes; None without any measurement yet
     warming_percent: float | None = None
+    # A translation key (``error.model_files``, ``error.profile_fit``, ``error.engine``) saying
+    # why no engine can run jobs: no paths or tracebacks (those are in /status for admins).
+    unavailable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,10 +214,12 @@ class Started:
 
 @dataclass(frozen=True)
 class Progress:
+    """Denoising step ``step`` of ``total`` done; ``step == total`` means decoding/finishing."""
+
     job_id: str
     step: int  # 1-based, completed denoising steps
     total: int
-    eta_s: float | None
+    eta_s: float | None  # seconds left, the decode included; None without a measurement
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@
     │   ├── LimitReached               per-user queue cap, hourly quota, global queue full
     │   ├── JobNotFound                no job with that id (or not visible to this user)
     │   ├── JobNotCancellable          the job has already finished
+    │   ├── NothingToCancel            ``cancel_latest``: the user has no queued or running job
     │   └── ServiceStopping            the service is shutting down and refuses new jobs
     ├── EngineError                    generation failed; carries a message key for the user
     │   ├── ModelFilesMissing          weights absent or not recognised; lists them
@@ -68,6 +69,10 @@ class JobNotFound(UserError):
 
 class JobNotCancellable(UserError):
     key = keys.JOB_NOT_CANCELLABLE
+
+
+class NothingToCancel(UserError):
+    key = "cancel.nothing"
 
 
 class ServiceStopping(UserError):

@@ -2,8 +2,9 @@
 
 A subscription starts with the job's current state (the caller passes it in, computed in the same
 loop turn as the registration, so nothing falls between), then receives every published event up
-to and including the terminal one. Closing the hub ends every subscription without a terminal
-event (the service is stopping; the job stays queued for the next start).
+to and including the terminal one: ``Started``, ``Progress`` and the terminal event (queue
+positions are pulled, see ``backend.positions``). Closing the hub ends every subscription without
+a terminal event (the service is stopping; the job stays queued for the next start).
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from backend.domain import TERMINAL_EVENTS, JobEvent
+from backend.domain import (
+    TERMINAL_EVENTS,
+    Cancelled,
+    Failed,
+    Job,
+    JobEvent,
+    JobStatus,
+    Succeeded,
+    Timings,
+)
 
 _END = None  # sentinel put in a subscriber's queue when the hub closes
 
@@ -26,9 +36,6 @@ class EventHub:
 
     def has_subscribers(self, job_id: str) -> bool:
         return bool(self._subscribers.get(job_id))
-
-    def subscribed_job_ids(self) -> list[str]:
-        return [job_id for job_id, queues in self._subscribers.items() if queues]
 
     def running_state(self, job_id: str) -> JobEvent | None:
         """The latest Started/Progress of a running job, or None."""
@@ -83,3 +90,14 @@ class EventHub:
             queues.remove(queue)
             if not queues:
                 del self._subscribers[job_id]
+
+
+def terminal_event(job: Job) -> JobEvent | None:
+    """The event that ended ``job``, rebuilt from the store; None while it is not over."""
+    if job.status is JobStatus.SUCCEEDED and job.result_path is not None:
+        return Succeeded(job.id, job.result_path, job.timings or Timings())
+    if job.status is JobStatus.FAILED:
+        return Failed(job.id, job.error_key or "error.engine", job.error_detail or "")
+    if job.status is JobStatus.CANCELLED:
+        return Cancelled(job.id)
+    return None

@@ -77,6 +77,7 @@ INTERRUPTED_TWICE: Final = _key("error.interrupted_twice")  # the process died t
 OOM: Final = _key("error.oom", "width", "height")  # OutOfMemory; the size that did not fit
 MODEL_FILES: Final = _key("error.model_files", "files", "command")  # ModelFilesMissing; for logs
 PROFILE_FIT: Final = _key("error.profile_fit", "profile", "needed_gib")  # ProfileDoesNotFit
+ENGINE_UNAVAILABLE: Final = _key("error.engine_unavailable")  # Queued.unavailable; no params
 CANCELLED: Final = _key("error.cancelled")  # GenerationCancelled; no params
 
 # ---- command arguments the adapters refuse (InvalidRequest) ------------------------------------

@@ -1,4 +1,4 @@
-"""Fair ordering of queued jobs, queue positions, ETAs, and handing jobs to idle workers.
+"""Fair ordering of queued jobs, queue positions, and handing jobs to idle workers.
 
 Order: round-robin across users, FIFO within a user. Each queued job gets a key
 ``(round, seq)``: a user's next job goes into the round after their previous queued job, and never
@@ -7,10 +7,7 @@ runs before anyone's second. Inside a round, jobs run in the order they were acc
 The keys are kept in one sorted list, so a job's position is a binary search: O(log n) per
 position, O(n) memmove per insert, which stays in microseconds at the queue sizes we allow.
 
-ETA: each worker keeps a moving average of seconds per denoising step (whole generation time
-divided by steps, so encode and decode are included); the queue's ETA is the work ahead of a
-job, in steps, times the mean of those averages, spread over the ready workers. ``eta_s`` is the
-estimated seconds until the job *finishes*; None until a worker has finished one job.
+Estimates from these positions are ``backend.estimates``'.
 """
 
 from __future__ import annotations
@@ -19,18 +16,17 @@ import asyncio
 import bisect
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 UserKey = tuple[str, str]  # (platform, user id)
 
-# Weight of the newest sample in the moving average of seconds per step.
-EMA_ALPHA = 0.3
 
+class _Key(NamedTuple):
+    """Sort key of a queued job; a tuple so that ``bisect`` compares in C (seq is unique)."""
 
-@dataclass(order=True, frozen=True)
-class _Key:
     round: int
     seq: int
-    job_id: str = field(compare=False)
+    job_id: str
 
 
 @dataclass
@@ -65,9 +61,19 @@ class FairQueue:
         """Denoising steps of every queued job together."""
         return self._total_steps
 
+    @property
+    def mean_steps(self) -> float | None:
+        """Mean denoising steps of a queued job; None when the queue is empty."""
+        return self._total_steps / len(self._order) if self._order else None
+
     def count_for(self, user: UserKey) -> int:
         queue = self._users.get(user)
         return len(queue.keys) if queue else 0
+
+    def ids_of(self, user: UserKey) -> list[str]:
+        """The user's queued job ids in the order they will run."""
+        queue = self._users.get(user)
+        return [key.job_id for key in queue.keys] if queue else []
 
     def push(self, job_id: str, user: UserKey, seq: int, steps: int, *, first: bool = False) -> int:
         """Queue a job; ``first`` puts it ahead of everything (an interrupted job). → position."""
@@ -157,37 +163,3 @@ class FairQueue:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-
-
-class StepTimer:
-    """Moving average of seconds per denoising step, for one worker."""
-
-    def __init__(self) -> None:
-        self.s_per_step: float | None = None
-
-    def record(self, seconds: float, steps: int) -> None:
-        sample = seconds / max(1, steps)
-        if self.s_per_step is None:
-            self.s_per_step = sample
-        else:
-            self.s_per_step = EMA_ALPHA * sample + (1 - EMA_ALPHA) * self.s_per_step
-
-
-def queue_eta_s(
-    position: int,
-    own_steps: int,
-    queue: FairQueue,
-    running_steps_left: int,
-    s_per_step: list[float],
-) -> float | None:
-    """Seconds until the job at ``position`` finishes, or None without any timing yet.
-
-    Work ahead uses the queue's mean steps per job rather than a prefix sum: an estimate that
-    costs O(1) per job, so broadcasting positions to thousands of waiters stays cheap.
-    """
-    if not s_per_step:
-        return None
-    mean_steps = queue.total_steps / len(queue) if len(queue) else own_steps
-    ahead = (position - 1) * mean_steps + running_steps_left
-    per_step = sum(s_per_step) / len(s_per_step)
-    return (ahead / len(s_per_step) + own_steps) * per_step

@@ -1,4 +1,8 @@
-"""Loopback HTTP endpoint that `majicbot status` reads: ``GET /status`` → the status snapshot."""
+"""Loopback HTTP endpoint that `majicbot status` reads: ``GET /status`` → the status snapshot.
+
+Whoever can reach the loopback address owns the machine: the snapshot is asked for as
+``CLI_REQUESTER``, an admin (``Service.status`` refuses everyone else).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ from contextlib import asynccontextmanager
 
 from aiohttp import ClientConnectionError, ClientSession, ClientTimeout, web
 
-from backend.domain import StatusSnapshot
+from backend.domain import CLI_REQUESTER, Requester, StatusSnapshot
 from backend.errors import MajicbotError
 from backend.serialization import from_jsonable, to_jsonable
 
-SnapshotSource = Callable[[], Awaitable[StatusSnapshot]]
+SnapshotSource = Callable[[Requester], Awaitable[StatusSnapshot]]  # ``Service.status``
 
 
 class NotRunning(MajicbotError):
@@ -24,7 +28,7 @@ async def serve_status(host: str, port: int, snapshot: SnapshotSource) -> AsyncI
     """Serve ``/status`` on ``host:port`` while the block runs; yields the bound port."""
 
     async def handle(_: web.Request) -> web.Response:
-        return web.json_response(to_jsonable(await snapshot()))
+        return web.json_response(to_jsonable(await snapshot(CLI_REQUESTER)))
 
     app = web.Application()
     app.router.add_get("/status", handle)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,25 +97,65 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, user_id)
     );
     """,
+    # 1 → 2: the platform event that asked for a job, so that a re-delivered one is not run twice.
+    """
+    ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_JOB_COLUMNS = (
-    "id, platform, user_id, display_name, chat_id, guild_id, language, reply_chat_id, "
-    "reply_message_id, reply_token, prompt, seed, steps, width, height, guidance, status, "
-    "attempts, created_at, started_at, finished_at, result_path, error_key, error_detail, "
-    "wait_s, text_encode_s, denoise_s, decode_s, worker, prompt_truncated, delivered_at, "
-    "parent_job_id"
-)
+
+def _timing(name: str) -> Callable[[Job], float | None]:
+    return lambda job: getattr(job.timings, name) if job.timings else None
+
+
+# The one declaration of the job columns a ``Job`` is written to (``_row_job`` reads them back).
+_JOB_COLUMNS: dict[str, Callable[[Job], Any]] = {
+    "id": lambda j: j.id,
+    "platform": lambda j: j.requester.platform.value,
+    "user_id": lambda j: j.requester.user_id,
+    "display_name": lambda j: j.requester.display_name,
+    "chat_id": lambda j: j.requester.chat_id,
+    "guild_id": lambda j: j.requester.guild_id,
+    "language": lambda j: j.requester.language,
+    "reply_chat_id": lambda j: j.reply_to.chat_id,
+    "reply_message_id": lambda j: j.reply_to.message_id,
+    "reply_token": lambda j: j.reply_to.token,
+    "prompt": lambda j: j.params.prompt,
+    "seed": lambda j: j.params.seed,
+    "steps": lambda j: j.params.steps,
+    "width": lambda j: j.params.width,
+    "height": lambda j: j.params.height,
+    "guidance": lambda j: j.params.guidance,
+    "status": lambda j: j.status.value,
+    "attempts": lambda j: j.attempts,
+    "created_at": lambda j: j.created_at,
+    "started_at": lambda j: j.started_at,
+    "finished_at": lambda j: j.finished_at,
+    "result_path": lambda j: str(j.result_path) if j.result_path else None,
+    "error_key": lambda j: j.error_key,
+    "error_detail": lambda j: j.error_detail,
+    **{name: _timing(name) for name in ("wait_s", "text_encode_s", "denoise_s", "decode_s")},
+    "worker": lambda j: j.worker,
+    "prompt_truncated": lambda j: int(j.prompt_truncated),
+    "delivered_at": lambda j: j.delivered_at,
+    "parent_job_id": lambda j: j.parent_job_id,
+    "idempotency_key": lambda j: j.idempotency_key,
+}
 _INSERT_JOB = (
-    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * len(_JOB_COLUMNS.split(',')))})"
+    f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"
 )
-_SELECT_JOB = f"SELECT seq, {_JOB_COLUMNS} FROM jobs"
+_SELECT_JOB = f"SELECT seq, {', '.join(_JOB_COLUMNS)} FROM jobs"
 
 
 class DuplicateJobId(Exception):
     """An insert hit an existing id (the caller draws a new one)."""
+
+
+class DuplicateIdempotencyKey(Exception):
+    """An insert hit an existing idempotency key (the caller returns that job)."""
 
 
 @dataclass(frozen=True)
@@ -163,16 +203,28 @@ class Store:
     # ---- jobs ---------------------------------------------------------------------------------
 
     async def insert_job(self, job: Job) -> int:
-        """Commit a new job; returns its sequence number (the order of acceptance)."""
+        """Commit a new job; returns its sequence number (the order of acceptance).
+
+        Raises ``DuplicateIdempotencyKey`` or ``DuplicateJobId`` when either is taken.
+        """
         try:
-            cursor = await self._db.execute(_INSERT_JOB, _job_row(job))
+            cursor = await self._db.execute(
+                _INSERT_JOB, [get(job) for get in _JOB_COLUMNS.values()]
+            )
         except sqlite3.IntegrityError as exc:
+            if job.idempotency_key and await self.job_by_key(job.idempotency_key) is not None:
+                raise DuplicateIdempotencyKey(job.idempotency_key) from exc
             raise DuplicateJobId(job.id) from exc
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
     async def get_job(self, job_id: str) -> Job | None:
         rows = await self._fetch(f"{_SELECT_JOB} WHERE id = ?", (job_id,))
+        return _row_job(rows[0]) if rows else None
+
+    async def job_by_key(self, idempotency_key: str) -> Job | None:
+        """The job submitted with ``idempotency_key``, if any."""
+        rows = await self._fetch(f"{_SELECT_JOB} WHERE idempotency_key = ?", (idempotency_key,))
         return _row_job(rows[0]) if rows else None
 
     async def jobs_in(
@@ -348,44 +400,6 @@ async def _migrate(db: aiosqlite.Connection) -> None:
         log.info("job database migrated to schema version %d", target)
 
 
-def _job_row(job: Job) -> tuple[Any, ...]:
-    r, t, p = job.requester, job.timings, job.params
-    return (
-        job.id,
-        r.platform.value,
-        r.user_id,
-        r.display_name,
-        r.chat_id,
-        r.guild_id,
-        r.language,
-        job.reply_to.chat_id,
-        job.reply_to.message_id,
-        job.reply_to.token,
-        p.prompt,
-        p.seed,
-        p.steps,
-        p.width,
-        p.height,
-        p.guidance,
-        job.status.value,
-        job.attempts,
-        job.created_at,
-        job.started_at,
-        job.finished_at,
-        str(job.result_path) if job.result_path else None,
-        job.error_key,
-        job.error_detail,
-        t.wait_s if t else None,
-        t.text_encode_s if t else None,
-        t.denoise_s if t else None,
-        t.decode_s if t else None,
-        job.worker,
-        int(job.prompt_truncated),
-        job.delivered_at,
-        job.parent_job_id,
-    )
-
-
 def _row_job(row: sqlite3.Row) -> Job:
     timings = None
     if row["denoise_s"] is not None:
@@ -431,6 +445,7 @@ def _row_job(row: sqlite3.Row) -> Job:
         prompt_truncated=bool(row["prompt_truncated"]),
         delivered_at=row["delivered_at"],
         parent_job_id=row["parent_job_id"],
+        idempotency_key=row["idempotency_key"],
     )
 
 

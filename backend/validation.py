@@ -1,14 +1,13 @@
-"""Turning an ``ImagineRequest`` into ``GenerationParams``, and who may ask at all.
+"""Turning an ``ImagineRequest`` into ``GenerationParams`` (who may ask is ``backend.access``).
 
 Errors: ``InvalidRequest`` for a request out of bounds, ``AccessDenied`` for who may not ask;
 their keys and the params each key takes are declared in ``backend.keys``.
 
-Access rules: admins (config ids per platform, or ``Requester.platform_admin``) pass every check
-and bypass every cap. Telegram: a user in ``banned_users`` is refused; when ``allowed_users`` or
-``allowed_chats`` is non-empty, a request passes if its user is in ``allowed_users`` *or* its chat
-is in ``allowed_chats``. Discord: banned users are refused; DMs need ``allow_dms``; in a guild,
-``allowed_guilds`` (when non-empty) must list it. Users banned in the store (``users`` table) are
-refused on every platform. The CLI platform is always allowed (whoever runs it owns the machine).
+Engine unavailable (``Queued.unavailable``; no params): ``error.model_files``,
+``error.profile_fit`` or another ``EngineError`` key of the first engine that failed to load, or
+``error.engine_unavailable`` when the engines could not be built or loaded for another reason.
+
+Access rules (who is an admin, bans, allowlists, managing jobs) are ``backend.access``'s.
 """
 
 from __future__ import annotations
@@ -17,11 +16,12 @@ import math
 import secrets
 from collections.abc import Callable
 
-from backend.config import Config, LimitsConfig
-from backend.domain import GenerationParams, ImagineRequest, Platform, Requester
-from backend.errors import AccessDenied, InvalidRequest
+from backend.config import LimitsConfig
+from backend.domain import SEED_MAX, GenerationParams, ImagineRequest
+from backend.errors import InvalidRequest
 
-SEED_MAX = 2**32 - 1
+__all__ = ["SEED_MAX", "random_seed", "resolve_params"]
+
 SIDE_MULTIPLE = 16
 
 RandomSeed = Callable[[], int]
@@ -36,14 +36,15 @@ def resolve_params(
     request: ImagineRequest, limits: LimitsConfig, new_seed: RandomSeed = random_seed
 ) -> GenerationParams:
     """Validate ``request`` against ``limits`` and fill in defaults; raises ``InvalidRequest``."""
-    width, height = resolve_size(request, limits)
+    options = request.options
+    width, height = size_of(options.width, options.height, options.aspect, limits)
     return GenerationParams(
         prompt=check_prompt(request.prompt, limits),
-        seed=check_seed(request.seed, new_seed),
-        steps=check_steps(request.steps, limits),
+        seed=check_seed(options.seed, new_seed),
+        steps=check_steps(options.steps, limits),
         width=width,
         height=height,
-        guidance=check_guidance(request.guidance, limits),
+        guidance=check_guidance(options.guidance, limits),
     )
 
 
@@ -81,15 +82,10 @@ def check_guidance(guidance: float | None, limits: LimitsConfig) -> float:
     return value
 
 
-def resolve_size(request: ImagineRequest, limits: LimitsConfig) -> tuple[int, int]:
-    """(width, height): from the aspect ratio, the explicit sides, or the default square."""
-    return size_of(request.width, request.height, request.aspect, limits)
-
-
 def size_of(
     width: int | None, height: int | None, aspect: str | None, limits: LimitsConfig
 ) -> tuple[int, int]:
-    """``resolve_size`` for loose values (also used for per-user default sizes)."""
+    """(width, height): from the aspect ratio, the explicit sides, or the default square."""
     if aspect is not None:
         if width is not None or height is not None:
             raise _size_invalid(width, height, limits)
@@ -147,55 +143,3 @@ def _size_invalid(width: int | None, height: int | None, limits: LimitsConfig) -
         max_side=limits.max_side,
         multiple=SIDE_MULTIPLE,
     )
-
-
-# ---- access ------------------------------------------------------------------------------------
-
-
-def is_admin(requester: Requester, config: Config) -> bool:
-    """Configured admins of the requester's platform, or whom the adapter found to be admins.
-
-    ``Requester.platform_admin`` is set by the adapter (Discord admin roles, Manage Server).
-    """
-    if requester.platform_admin:
-        return True
-    if requester.platform is Platform.TELEGRAM:
-        return requester.user_id in config.telegram.admins
-    if requester.platform is Platform.DISCORD:
-        return requester.user_id in config.discord.admins
-    return requester.platform is Platform.CLI
-
-
-def check_access(requester: Requester, config: Config, *, banned_in_store: bool = False) -> None:
-    """Raise ``AccessDenied`` unless ``requester`` may submit jobs. Admins always may."""
-    if is_admin(requester, config):
-        return
-    if requester.platform is Platform.TELEGRAM:
-        _check_telegram(requester, config, banned_in_store)
-    elif requester.platform is Platform.DISCORD:
-        _check_discord(requester, config, banned_in_store)
-
-
-def _check_telegram(requester: Requester, config: Config, banned: bool) -> None:
-    tg = config.telegram
-    if banned or requester.user_id in tg.banned_users:
-        raise AccessDenied("error.banned")
-    if not (tg.allowed_users or tg.allowed_chats):
-        return
-    if requester.user_id in tg.allowed_users:
-        return
-    if requester.chat_id is not None and requester.chat_id in tg.allowed_chats:
-        return
-    raise AccessDenied("error.not_allowed", where="chat" if tg.allowed_chats else "user")
-
-
-def _check_discord(requester: Requester, config: Config, banned: bool) -> None:
-    dc = config.discord
-    if banned or requester.user_id in dc.banned_users:
-        raise AccessDenied("error.banned")
-    if requester.guild_id is None:
-        if not dc.allow_dms:
-            raise AccessDenied("error.not_allowed", where="dm")
-        return
-    if dc.allowed_guilds and requester.guild_id not in dc.allowed_guilds:
-        raise AccessDenied("error.not_allowed", where="guild")

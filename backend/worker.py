@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from backend.domain import EngineState, Job, RunningJob
 from backend.engine.protocol import Engine, GenerationResult, LoadReport
 from backend.errors import EngineError, GenerationCancelled
-from backend.scheduler import StepTimer
+from backend.estimates import JobTimer, running_remaining_s
 
 log = logging.getLogger("majicbot.worker")
 
@@ -126,10 +126,11 @@ class Worker:
         # at once break each other ("Cannot copy out of meta tensor"): workers share this lock.
         self._load_lock = load_lock or threading.Lock()
         self.engine = engine
-        self.timer = StepTimer()
+        self.timer = JobTimer()
         self.current: ActiveJob | None = None
         self.ready = False
-        self.load_error: str | None = None
+        self.load_error: str | None = None  # for /status (may name paths)
+        self.load_error_key: str | None = None  # for users: an ``EngineError`` key
         self._source = source
         self._sink = sink
         self._thread = EngineThread(f"majicbot-{name}")
@@ -162,18 +163,16 @@ class Worker:
             active.job.id, self.name, active.step, active.job.params.steps, active.job.requester
         )
 
-    def eta_s(self, active: ActiveJob) -> float | None:
-        """Seconds until ``active`` finishes: moving average, else this job's own pace."""
-        left = active.job.params.steps - active.step
-        if self.timer.s_per_step is not None:
-            return left * self.timer.s_per_step
-        if active.step:
-            return left * (time.time() - active.started_at) / active.step
-        return None
+    def remaining_s(self) -> float | None:
+        """Seconds until the current job finishes, decode included (0 when idle).
 
-    def steps_left(self) -> int:
+        From this worker's measured rates, else from the job's own pace (None while unknown).
+        """
         active = self.current
-        return active.job.params.steps - active.step if active else 0
+        if active is None:
+            return 0.0
+        steps = active.job.params.steps
+        return running_remaining_s(self.timer.rates(), steps, active.step, active.started_at)
 
     async def close(self) -> None:
         """Release the engine (in its thread) and end the thread."""
@@ -200,6 +199,7 @@ class Worker:
             await self._thread.run(self._locked_load, report)
         except Exception as exc:
             self.load_error = exc.detail if isinstance(exc, EngineError) else repr(exc)
+            self.load_error_key = exc.key if isinstance(exc, EngineError) else "error.engine"
             log.error("worker %s: engine failed to load: %s", self.name, self.load_error)
             self._sink.engine_changed(self)
             return False
@@ -230,7 +230,7 @@ class Worker:
             log.exception("job %s: generation failed on worker %s", job.id, self.name)
             await self._sink.failed(self, active, "error.engine", repr(exc))
         else:
-            self.timer.record(result.timings.generate_s, job.params.steps)
+            self.timer.record(result.timings, job.params.steps)
             await self._sink.succeeded(self, active, result)
         finally:
             self.current = None

@@ -6,6 +6,11 @@
 2. Queue under load: ``--users`` × ``--per-user`` jobs submitted concurrently (one coroutine
    each) while the engine is still "loading": submit throughput and latency, the fair order that
    results, and peak RSS.
+3. Followers (``--followers 250,1000,4000``): that many jobs queued while the engine loads, one
+   subscriber per job as the chat adapters have — each consumes ``subscribe()`` and, like a
+   follower, pulls ``waiting()`` after ``queue_moved``, every N-th move with N = position // 10
+   (coarser the further back). Then the engine is released: backend overhead per job (drain time
+   / jobs) and event-loop lag (a ticker's lateness) p50 / p99 / max; the same without followers.
 
 Prints a Markdown section for BENCHMARKS.md.
 """
@@ -38,6 +43,7 @@ from backend.domain import (
     ImagineRequest,
     LoadState,
     Platform,
+    Queued,
     ReplyTarget,
     Requester,
     Succeeded,
@@ -102,6 +108,104 @@ def request(user: int, n: int) -> ImagineRequest:
     return ImagineRequest(f"u{user} j{n}", requester=who, reply_to=ReplyTarget(f"chat{user}"))
 
 
+TICK_S = 0.005  # the lag ticker's period
+REFRESH_EVERY = 10  # a follower at position p refreshes every max(1, p // 10)-th queue move
+
+
+class LagTicker:
+    """Sleeps ``TICK_S`` again and again and records how late each wake-up is (ms)."""
+
+    def __init__(self) -> None:
+        self.lags_ms: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            due = time.perf_counter() + TICK_S
+            await asyncio.sleep(TICK_S)
+            self.lags_ms.append(1000 * max(0.0, time.perf_counter() - due))
+
+
+class Countdown:
+    """Sets ``all_done`` once ``one_done`` was called ``count`` times."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.all_done = asyncio.Event()
+
+    def one_done(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.all_done.set()
+
+
+async def pull_positions(
+    service: Service, job_id: str, first: Queued, pulls: list[int], set_up: Countdown
+) -> None:
+    """What a follower does while its job waits: refresh after every N-th queue move."""
+    seen, position = service.queue_version, first.position
+    set_up.one_done()
+    while True:
+        seen = await service.queue_moved(seen + max(1, position // REFRESH_EVERY) - 1)
+        waiting = service.waiting(job_id)
+        pulls.append(1)
+        if waiting is None:
+            return
+        position = waiting.position
+
+
+async def follow(service: Service, job_id: str, pulls: list[int], set_up: Countdown) -> None:
+    """Consume the job's events to the end, pulling its position while it waits."""
+    events = service.subscribe(job_id)
+    first = await anext(events)
+    puller = None
+    if isinstance(first, Queued):
+        puller = asyncio.create_task(pull_positions(service, job_id, first, pulls, set_up))
+    try:
+        async for event in events:
+            assert not isinstance(event, Queued), "positions are pulled, never pushed"
+            if isinstance(event, TERMINAL_EVENTS):
+                assert isinstance(event, Succeeded), event
+    finally:
+        if puller is not None:
+            puller.cancel()
+
+
+async def followers_run(data_dir: Path, jobs: int, *, subscribe: bool) -> dict[str, float]:
+    """``jobs`` queued (one per user) while the engine loads, then drained; see the docstring."""
+    config = bench_config(data_dir, jobs, 1)
+    ready = threading.Event()
+    engines: list[Engine] = [InstantEngine(ready)]
+    pulls: list[int] = []
+    set_up = Countdown(jobs)  # followers waiting for their first queue move
+    ticker = LagTicker()
+    async with Service.open(config, lambda: engines) as service:
+        ids = [(await service.submit(request(user, 0))).job.id for user in range(jobs)]
+        async with asyncio.TaskGroup() as group:
+            tick = group.create_task(ticker.run())
+            watched = ids if subscribe else []
+            followers = [group.create_task(follow(service, i, pulls, set_up)) for i in watched]
+            if watched:  # every follower set up before the engine starts
+                await set_up.all_done.wait()
+            await asyncio.sleep(2 * TICK_S)  # the ticker records the setup's lag: not counted
+            ticker.lags_ms.clear()
+            started = time.perf_counter()
+            ready.set()
+            for job_id in ids if not subscribe else []:
+                async for _ in service.subscribe(job_id):
+                    pass
+            await asyncio.gather(*followers)
+            elapsed = time.perf_counter() - started
+            tick.cancel()
+    lags = ticker.lags_ms or [0.0]
+    return {
+        "ms_per_job": 1000 * elapsed / jobs,
+        "lag_p50_ms": statistics.median(lags),
+        "lag_p99_ms": percentile(lags, 0.99),
+        "lag_max_ms": max(lags),
+        "pulls_per_job": len(pulls) / jobs,
+    }
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -145,7 +249,7 @@ async def load(data_dir: Path, users: int, per_user: int) -> dict[str, float]:
                 for user in range(users):
                     group.create_task(one(user, n))
         elapsed = time.perf_counter() - started
-        order = [service._queued[i].params.prompt for i in service._queue.job_ids()]
+        order = [job.params.prompt for job in service._board.ordered()]
         ready.set()
     return {
         "submits_per_s": len(latencies) / elapsed,
@@ -198,10 +302,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=500, help="jobs for the overhead run")
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--per-user", type=int, default=10)
+    parser.add_argument("--followers", default="250,1000,4000", help="queue sizes; '' to skip")
     args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.followers.split(",") if n]
     with tempfile.TemporaryDirectory() as tmp:
         seconds = asyncio.run(overhead(Path(tmp) / "overhead", args.jobs))
         stats = asyncio.run(load(Path(tmp) / "load", args.users, args.per_user))
+        runs = {
+            (n, subscribe): asyncio.run(
+                followers_run(Path(tmp) / f"f{n}{subscribe}", n, subscribe=subscribe)
+            )
+            for n in sizes
+            for subscribe in (True, False)
+        }
     ms = [1000 * s for s in seconds]
     print(f"### Backend (CPU, `python -m bench.backend`), {time.strftime('%Y-%m-%d')}\n")
     print(f"Machine: {machine()}.\n")
@@ -221,6 +334,17 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"{stats['last_first_job_rank']:.0f} |")  # fmt: skip
     print(f"| FIFO within every user | {'yes' if stats['fifo_within_users'] else 'NO'} |")
     print(f"| peak RSS of the process | {stats['peak_rss_mib']:.0f} MiB |")
+    if runs:
+        print_followers(runs)
+
+
+def print_followers(runs: dict[tuple[int, bool], dict[str, float]]) -> None:
+    print("\n| queued jobs | followers | overhead per job | loop lag p50 / p99 / max "
+          "| waiting() pulls per job |\n|---|---|---|---|---|")  # fmt: skip
+    for (jobs, subscribe), r in runs.items():
+        print(f"| {jobs:,} | {'one per job' if subscribe else 'none'} | {r['ms_per_job']:.2f} ms "
+              f"| {r['lag_p50_ms']:.1f} / {r['lag_p99_ms']:.1f} / {r['lag_max_ms']:.1f} ms "
+              f"| {r['pulls_per_job']:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

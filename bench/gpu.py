@@ -328,7 +328,7 @@ def _finish_memory(result: RunResult, torch: Any) -> None:
 
 def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None:
     """The product engine with ``profile`` forced (or ``auto``): load, warm up, images."""
-    from backend.config import Config, EngineConfig
+    from backend.config import Config, EngineConfig, EngineSettings
     from backend.domain import GenerationParams
     from backend.engine.diffsynth_engine import DiffsynthEngine
 
@@ -344,7 +344,9 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
         engine=EngineConfig(models_dir=args.models_dir, profile=profile, devices=("cuda:0",))
     )
     start = time.time()
-    engine = DiffsynthEngine(config, "cuda:0", pinned_streaming=not result.run.endswith(BEFORE))
+    engine = DiffsynthEngine(
+        EngineSettings.of(config), "cuda:0", pinned_streaming=not result.run.endswith(BEFORE)
+    )
     engine.load(lambda _state: None)
     result.load_s = time.time() - start
     result.time_to_ready_s = time.time() - t0

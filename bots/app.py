@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.engine.protocol import Engine
 from backend.service import Service
 from backend.status_server import serve_status
@@ -33,7 +33,7 @@ def default_engine_factory(config: Config) -> EngineFactory:
     def build() -> Sequence[Engine]:
         from backend.engine.factory import make_engines
 
-        return make_engines(config)
+        return make_engines(EngineSettings.of(config))
 
     return build
 

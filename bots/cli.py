@@ -23,6 +23,7 @@ from backend.domain import (
     Cancelled,
     Failed,
     ImagineRequest,
+    Options,
     Platform,
     Progress,
     Queued,
@@ -170,16 +171,12 @@ async def _imagine(config: Config, args: argparse.Namespace, out: TextIO) -> int
     user = getpass.getuser()
     try:
         width, height = _size_args(args)
+        options = Options(args.seed, args.steps, width, height, args.ar, args.guidance)
         request = ImagineRequest(
-            prompt=args.prompt,
-            requester=Requester(Platform.CLI, user_id=user, display_name=user),
-            reply_to=ReplyTarget(chat_id="cli"),
-            seed=args.seed,
-            steps=args.steps,
-            width=width,
-            height=height,
-            aspect=args.ar,
-            guidance=args.guidance,
+            args.prompt,
+            Requester(Platform.CLI, user_id=user, display_name=user),
+            ReplyTarget(chat_id="cli"),
+            options,
         )
         async with Service.open(config, default_engine_factory(config)) as service:
             submission = await service.submit(request)

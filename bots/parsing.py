@@ -34,10 +34,10 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from backend.domain import ImagineRequest, ReplyTarget, Requester, UserDefaults
+from backend.domain import ImagineRequest, Options, ReplyTarget, Requester
 from backend.errors import UserError
 
 __all__ = [
@@ -62,15 +62,10 @@ class ParseError(UserError):
 
 @dataclass(frozen=True)
 class ParsedImagine:
-    """The prompt and the options a user typed; ``None`` means "not given"."""
+    """The prompt and the options a user typed (``None`` in ``options``: not given)."""
 
     prompt: str
-    seed: int | None = None
-    steps: int | None = None
-    width: int | None = None
-    height: int | None = None
-    aspect: str | None = None
-    guidance: float | None = None
+    options: Options = field(default_factory=Options)
 
 
 # Canonical option name -> example shown in error messages.
@@ -195,8 +190,7 @@ class _Collector:
         width, height = size if isinstance(size, tuple) else (None, None)
         seed, steps = self.values.get("seed"), self.values.get("steps")
         aspect, guidance = self.values.get("ar"), self.values.get("guidance")
-        return ParsedImagine(
-            prompt=prompt,
+        options = Options(
             seed=seed if isinstance(seed, int) else None,
             steps=steps if isinstance(steps, int) else None,
             width=width,
@@ -204,6 +198,7 @@ class _Collector:
             aspect=aspect if isinstance(aspect, str) else None,
             guidance=guidance if isinstance(guidance, float) else None,
         )
+        return ParsedImagine(prompt, options)
 
 
 def _split_glued(token: str) -> tuple[str, str]:
@@ -243,23 +238,16 @@ def parse_imagine(text: str) -> ParsedImagine:
     return _collect(text).result()
 
 
-def parse_settings(text: str) -> UserDefaults:
+def parse_settings(text: str) -> Options:
     """The options of ``/settings --steps 20 --ar 16:9``: no prompt and no seed allowed."""
     parsed = _collect(text).result(need_prompt=False)
     if parsed.prompt:
         raise ParseError("parse.settings_prompt", text=parsed.prompt)
-    if parsed.seed is not None:
+    if parsed.options.seed is not None:
         raise ParseError("parse.settings_seed")
-    defaults = UserDefaults(
-        steps=parsed.steps,
-        width=parsed.width,
-        height=parsed.height,
-        aspect=parsed.aspect,
-        guidance=parsed.guidance,
-    )
-    if defaults.is_empty:
+    if parsed.options.is_empty:
         raise ParseError("parse.settings_usage")
-    return defaults
+    return parsed.options
 
 
 def _collect(text: str) -> _Collector:
@@ -293,17 +281,18 @@ def _collect(text: str) -> _Collector:
 
 def format_options(parsed: ParsedImagine) -> str:
     """The options of ``parsed`` in canonical ``--name value`` form (the inverse of parsing)."""
+    options = parsed.options
     parts: list[str] = []
-    if parsed.seed is not None:
-        parts.append(f"--seed {parsed.seed}")
-    if parsed.steps is not None:
-        parts.append(f"--steps {parsed.steps}")
-    if parsed.aspect is not None:
-        parts.append(f"--ar {parsed.aspect}")
-    if parsed.width is not None and parsed.height is not None:
-        parts.append(f"--size {parsed.width}x{parsed.height}")
-    if parsed.guidance is not None:
-        parts.append(f"--guidance {parsed.guidance!r}")
+    if options.seed is not None:
+        parts.append(f"--seed {options.seed}")
+    if options.steps is not None:
+        parts.append(f"--steps {options.steps}")
+    if options.aspect is not None:
+        parts.append(f"--ar {options.aspect}")
+    if options.width is not None and options.height is not None:
+        parts.append(f"--size {options.width}x{options.height}")
+    if options.guidance is not None:
+        parts.append(f"--guidance {options.guidance!r}")
     return " ".join(parts)
 
 
@@ -312,9 +301,14 @@ def to_request(
     requester: Requester,
     reply_to: ReplyTarget,
     parent_job_id: str | None = None,
+    idempotency_key: str | None = None,
 ) -> ImagineRequest:
     """Build the backend request from a parsed command and where it came from."""
-    values = {f.name: getattr(parsed, f.name) for f in fields(parsed)}
     return ImagineRequest(
-        requester=requester, reply_to=reply_to, parent_job_id=parent_job_id, **values
+        parsed.prompt,
+        requester,
+        reply_to,
+        parsed.options,
+        parent_job_id=parent_job_id,
+        idempotency_key=idempotency_key,
     )

@@ -2,10 +2,10 @@
 
 Usage (what a worker does, always from its own thread)::
 
-    engine = DiffsynthEngine(config, "cuda:0")    # cheap: no torch import
-    engine.load(report)                            # imports torch/diffsynth, loads, warms up
+    engine = DiffsynthEngine(EngineSettings.of(config), "cuda:0")  # cheap: no torch import
+    engine.load(report)                  # imports torch/diffsynth, loads, warms up
     result = engine.generate(params, on_step, cancelled)
-    engine.state()                                 # from any thread
+    engine.state()                       # from any thread
     engine.close()
 
 Loading composes the pipeline the way ``FluxImagePipeline.from_pretrained`` does (detect each file
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from backend.config import Config
+from backend.config import EngineSettings
 from backend.domain import ComponentState, EngineState, GenerationParams, LoadState, Timings
 from backend.engine.files import (
     LOAD_ORDER,
@@ -60,16 +60,18 @@ WARMUP_SIDE_CPU = 64
 class DiffsynthEngine:
     """One FLUX pipeline on one device ("cpu" or "cuda:N"); implements ``Engine``."""
 
-    def __init__(self, config: Config, device: str, *, pinned_streaming: bool = True) -> None:
+    def __init__(
+        self, settings: EngineSettings, device: str, *, pinned_streaming: bool = True
+    ) -> None:
         """``pinned_streaming=False`` keeps diffsynth's own weight streaming for components that
         rest in CPU RAM (``backend.engine.streaming`` explains the fix; the GPU bench turns it off
         to measure the difference)."""
-        self._config = config
+        self._config = settings
         self._pinned_streaming = pinned_streaming
         self._streaming: Any = None  # (PinnedArena, VramGate) once a component needs them
         self._device = "cuda:0" if device == "cuda" else device
         self._lock = threading.Lock()
-        self._files: ModelFiles = model_files(config)
+        self._files: ModelFiles = model_files(settings)
         components = tuple(ComponentState(c.value) for c in LOAD_ORDER)
         self._state = EngineState(device=self._device, components=components)
         self._pipe: Any = None
@@ -181,9 +183,7 @@ class DiffsynthEngine:
         memory = self._measure_memory()
         params = component_parameters(self._files)
         engine = self._config.engine
-        limits = self._config.limits
-        # Aspect-ratio sizes hold about default_side² pixels whatever max_pixels says.
-        max_pixels = max(limits.max_pixels, limits.default_side**2)
+        max_pixels = self._config.max_pixels
         choice = choose_profile(
             engine.profile, self._device, memory, params, engine.vram_margin_gb, max_pixels
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.config import Config
+from backend.config import EngineSettings
 from backend.engine.protocol import Engine
 
 
@@ -25,8 +25,8 @@ def _auto_devices() -> list[str]:
     return ["cpu"]
 
 
-def make_engines(config: Config) -> list[Engine]:
+def make_engines(settings: EngineSettings) -> list[Engine]:
     """One ``DiffsynthEngine`` per device. Blocking: imports torch only to resolve "auto"."""
     from backend.engine.diffsynth_engine import DiffsynthEngine
 
-    return [DiffsynthEngine(config, d) for d in resolve_devices(config.engine.devices)]
+    return [DiffsynthEngine(settings, d) for d in resolve_devices(settings.engine.devices)]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 
 FLUX_DEV_REPO = "black-forest-labs/FLUX.1-dev"
 MAJICFLUS_REPO = "MAILAND/majicflus_v1"
@@ -89,7 +89,7 @@ class ModelFiles:
         return {repo: tuple(p) for repo, p in patterns.items()}
 
 
-def model_files(config: Config) -> ModelFiles:
+def model_files(config: Config | EngineSettings) -> ModelFiles:
     """Resolve the files of ``config.engine.model`` under ``config.engine.models_dir``."""
     root = Path(config.engine.models_dir)
     flux = root / FLUX_DEV_REPO

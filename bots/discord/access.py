@@ -20,16 +20,16 @@ def requester_of(interaction: discord.Interaction[Any], config: DiscordConfig) -
         chat_id=str(interaction.channel_id) if interaction.channel_id else None,
         guild_id=str(interaction.guild_id) if interaction.guild_id else None,
         language=str(interaction.locale),
-        platform_admin=has_admin_role_or_permission(interaction, config),
+        guild_admin=has_admin_role_or_permission(interaction, config),
     )
 
 
 def has_admin_role_or_permission(
     interaction: discord.Interaction[Any], config: DiscordConfig
 ) -> bool:
-    """Admin rights only Discord knows: a configured admin role, or Manage Server here.
-
-    Configured admin user ids are the backend's business (``Service.is_admin``).
+    """Guild admin rights (``Requester.guild_admin``): a configured admin role, or Manage
+    Server, in this interaction's guild. They let the user manage this guild's jobs only;
+    configured admin user ids are the backend's business (``Service.is_admin``).
     """
     user = interaction.user
     if not isinstance(user, discord.Member):

@@ -61,8 +61,9 @@ async def _new_job_from(
 
 
 async def _delete(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:
-    job = await context.service.job(job_id)
-    context.service.check_can_manage(job, context.requester(interaction))
+    requester = context.requester(interaction)
+    job = await context.service.job(job_id, requester)
+    context.service.check_can_manage(job, requester)
     lang = context.language(interaction)
     if interaction.message is not None:
         await interaction.message.delete()
@@ -77,8 +78,9 @@ async def _cancel(interaction: discord.Interaction[Any], context: BotContext, jo
 
 async def _get(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:
     """Send a finished image again, only to the user who pressed (from /history)."""
-    job = await context.service.job(job_id)
-    context.service.check_can_manage(job, context.requester(interaction))
+    requester = context.requester(interaction)
+    job = await context.service.job(job_id, requester)
+    context.service.check_can_manage(job, requester)
     lang = context.language(interaction)
     if job.result_path is None:
         await interaction.response.send_message(translate("cb.not_ready", lang), ephemeral=True)

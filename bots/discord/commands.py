@@ -7,6 +7,7 @@ use postponed annotations: discord.py reads the annotation objects). Description
 """
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -14,12 +15,19 @@ from discord import app_commands
 from discord.app_commands import Choice, Range
 
 from backend.config import Config
-from backend.domain import HistoryScope, ReplyTarget, Requester, Submission, UserDefaults
-from backend.validation import SEED_MAX
+from backend.domain import (
+    HISTORY_MAX,
+    SEED_MAX,
+    HistoryScope,
+    Options,
+    ReplyTarget,
+    Requester,
+    Submission,
+)
 from bots.discord.actions import start_job
 from bots.discord.context import context_of
 from bots.discord.translator import text
-from bots.discord.views import MAX_HISTORY_BUTTONS, history_view
+from bots.discord.views import history_view
 from bots.i18n import translate
 from bots.parsing import ParsedImagine, ParseError, parse_imagine, to_request
 from bots.render import render_history, render_settings, render_status, shorten
@@ -32,12 +40,11 @@ def merge_options(parsed: ParsedImagine, **options: Any) -> ParsedImagine:
     """Slash options on top of the prompt's --flags; the same option given twice is an error."""
     values = {name: value for name, value in options.items() if value is not None}
     for name in values:
-        if getattr(parsed, name) is not None:
+        if getattr(parsed.options, name) is not None:
             raise ParseError("parse.duplicate", option=f"--{'ar' if name == 'aspect' else name}")
-    if "aspect" in values and parsed.width is not None:
+    if "aspect" in values and parsed.options.width is not None:
         raise ParseError("parse.conflict", first="--size", second="--ar")
-    fields = {**parsed.__dict__, **values}
-    return ParsedImagine(**fields)
+    return replace(parsed, options=replace(parsed.options, **values))
 
 
 async def imagine(
@@ -56,7 +63,7 @@ async def imagine(
     key = f"discord:{interaction.id}"
 
     async def submit(requester: Requester, reply_to: ReplyTarget) -> Submission:
-        return await service.submit(to_request(parsed, requester, reply_to, key))
+        return await service.submit(to_request(parsed, requester, reply_to, idempotency_key=key))
 
     await start_job(interaction, submit)
 
@@ -90,13 +97,14 @@ async def cancel(interaction: discord.Interaction[Any], job: str | None) -> None
     """Cancel the given job, or one's latest queued/running job."""
     context = context_of(interaction)
     requester = context.requester(interaction)
-    lang = context.language(interaction)
-    if job is None:
-        job_id = (await context.service.cancel_latest(requester)).id
+    service = context.service
+    if job:
+        cancelled = await service.cancel(job.lstrip("#"), requester)
     else:
-        job_id = (await context.service.cancel(job.lstrip("#"), requester)).id
+        cancelled = await service.cancel_latest(requester)
     await interaction.response.send_message(
-        translate("cancel.done", lang, job_id=job_id), ephemeral=True
+        translate("cancel.done", context.language(interaction), job_id=cancelled.id),
+        ephemeral=True,
     )
 
 
@@ -115,7 +123,7 @@ async def settings(
     if reset:
         await service.reset_defaults(requester)
         lines = [translate("settings.reset_done", lang)]
-    defaults = UserDefaults(steps=steps, aspect=aspect, guidance=guidance)
+    defaults = Options(steps=steps, aspect=aspect, guidance=guidance)
     if not defaults.is_empty:
         await service.set_defaults(requester, defaults)
         lines = [translate("settings.saved", lang)]
@@ -177,7 +185,7 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
     @app_commands.rename(count=text("discord.opt.count"))
     @app_commands.describe(count=text("discord.optdesc.count"))
     async def history_command(
-        interaction: discord.Interaction[Any], count: Range[int, 1, MAX_HISTORY_BUTTONS] = 5
+        interaction: discord.Interaction[Any], count: Range[int, 1, HISTORY_MAX] = 5
     ) -> None:
         await history(interaction, count)
 

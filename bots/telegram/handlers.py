@@ -91,7 +91,7 @@ class TelegramHandlers:
         key = f"telegram:{requester.chat_id}:{message.message_id}"
 
         def submit(target: ReplyTarget) -> Any:
-            return self.service.submit(to_request(parsed, requester, target, key))
+            return self.service.submit(to_request(parsed, requester, target, idempotency_key=key))
 
         await self.jobs.start(requester.chat_id or "", message.message_id, self.language(update), submit)
 
@@ -190,7 +190,7 @@ class TelegramHandlers:
         if press.action in (Action.REROLL, Action.VARIATION):
             await self._reroll(press, message, requester, lang)
             return "cb.queued"
-        job = await self.service.job(press.job_id)
+        job = await self.service.job(press.job_id, requester)
         if press.action is Action.DELETE:
             self.service.check_can_manage(job, requester)
             await message.delete()

@@ -3,7 +3,8 @@
 It draws a flat-colour image with PIL and never imports torch. Tests steer it with
 ``threading.Event``s: ``load_gate`` holds ``load`` until set, ``step_gate`` holds ``generate``
 after its first step until set (checking the cancel flag while it waits, as the real engine does
-once per step). ``failures`` is a list of exceptions raised by the next ``generate`` calls.
+once per step). ``failures`` is a list of exceptions raised by the next ``generate`` calls;
+``timings``, if given, is what every generation reports (constant "measured" times).
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ class StepEngine:
         step_gate: threading.Event | None = None,
         load_error: EngineError | None = None,
         failures: list[Exception] | None = None,
+        timings: Timings | None = None,
     ) -> None:
         self._device = device
         self.load_gate = load_gate
         self.step_gate = step_gate
         self.load_error = load_error
         self.failures = failures if failures is not None else []
+        self.timings = timings
         self.threads: set[int] = set()
         self.generated: list[GenerationParams] = []
         self.closed = False
@@ -87,7 +90,7 @@ class StepEngine:
         image = Image.new("RGB", (params.width, params.height), (params.seed % 256, 80, 160))
         return GenerationResult(
             image=image,
-            timings=Timings(denoise_s=time.perf_counter() - started),
+            timings=self.timings or Timings(denoise_s=time.perf_counter() - started),
             profile="test",
             model="step-engine",
         )

@@ -13,10 +13,13 @@ from backend.domain import (
     TERMINAL_EVENTS,
     ImagineRequest,
     JobEvent,
+    Options,
     Platform,
+    Queued,
     ReplyTarget,
     Requester,
 )
+from backend.service import Service
 
 TIMEOUT_S = 30.0
 
@@ -43,9 +46,14 @@ def requester(user: str = "u1", platform: Platform = Platform.TELEGRAM, **kw: An
     return Requester(platform, user_id=user, display_name=f"name-{user}", chat_id="c1", **kw)
 
 
+OPTION_NAMES = {f.name for f in dataclasses.fields(Options)}
+
+
 def request(prompt: str = "a red fox", user: str = "u1", **kw: Any) -> ImagineRequest:
+    """A request; option keywords (``seed=7``) go into its ``Options``, the rest to the request."""
     who = kw.pop("requester", None) or requester(user)
-    return ImagineRequest(prompt=prompt, requester=who, reply_to=ReplyTarget("c1"), **kw)
+    options = Options(**{name: kw.pop(name) for name in list(kw) if name in OPTION_NAMES})
+    return ImagineRequest(prompt, who, ReplyTarget("c1"), options, **kw)
 
 
 async def collect(events: AsyncIterator[JobEvent], timeout_s: float = TIMEOUT_S) -> list[JobEvent]:
@@ -72,3 +80,20 @@ async def first_matching(
         raise AssertionError("events ended before a match")
 
     return await asyncio.wait_for(find(), timeout_s)
+
+
+async def until_waiting(
+    service: Service, job_id: str, accept: Callable[[Queued], bool], timeout_s: float = TIMEOUT_S
+) -> Queued:
+    """Pull ``waiting(job_id)`` after each queue move until ``accept`` takes it (as a follower)."""
+
+    async def pull() -> Queued:
+        version = service.queue_version
+        while True:
+            waiting = service.waiting(job_id)
+            assert waiting is not None, f"{job_id} left the queue"
+            if accept(waiting):
+                return waiting
+            version = await service.queue_moved(version)
+
+    return await asyncio.wait_for(pull(), timeout_s)

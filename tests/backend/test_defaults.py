@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from backend.config import Config
-from backend.defaults import apply_defaults, decode_defaults, encode_defaults
-from backend.domain import GenerationParams, Platform, UserDefaults, UserSettings
+from backend.defaults import decode_defaults, encode_defaults
+from backend.domain import GenerationParams, Options, Platform, UserSettings
 from backend.errors import AccessDenied, InvalidRequest
 from backend.service import Service
-from backend.store import UserRecord
+from backend.store import Store, UserRecord
 from tests.backend.helpers import make_config, request, requester, with_section
 
 ADMIN = requester("boss")
@@ -30,16 +30,22 @@ def _params(seed: int, steps: int, width: int, height: int, guidance: float) -> 
 
 async def test_defaults_fill_what_a_request_leaves_out(config: Config) -> None:
     async with Service.open(config, lambda: []) as service:
-        record = await service.set_defaults(
-            requester(), UserDefaults(steps=5, aspect="16：9", guidance=4.0)
+        settings = await service.set_defaults(
+            requester(), Options(steps=5, aspect="16：9", guidance=4.0)
         )
         bare = await service.submit(request(seed=1))
         other_user = await service.submit(request(user="u2", seed=2))
-    assert record == UserRecord(
-        Platform.TELEGRAM,
-        "u1",
-        defaults=(("aspect", "16:9"), ("guidance", "4.0"), ("steps", "5")),
+    assert settings == UserSettings(
+        Options(steps=5, aspect="16:9", guidance=4.0), steps=5, width=80, height=48, guidance=4.0
     )
+    async with Store.open(config.db_path) as store:
+        assert await store.users() == [
+            UserRecord(
+                Platform.TELEGRAM,
+                "u1",
+                defaults=(("aspect", "16:9"), ("guidance", "4.0"), ("steps", "5")),
+            )
+        ]
     assert bare.job.params == _params(1, 5, 80, 48, 4.0)
     assert other_user.job.params == _params(2, 3, 64, 64, 3.5)
 
@@ -48,37 +54,37 @@ async def test_explicit_options_win_and_a_requested_size_replaces_the_default_si
     config: Config,
 ) -> None:
     async with Service.open(config, lambda: []) as service:
-        await service.set_defaults(requester(), UserDefaults(steps=5, width=128, height=64))
+        await service.set_defaults(requester(), Options(steps=5, width=128, height=64))
         explicit = await service.submit(request(seed=1, steps=2, guidance=2.0, aspect="3:4"))
         sized = await service.submit(request(seed=2, width=96, height=96))
-        await service.set_defaults(requester(), UserDefaults(aspect="16:9"))
+        await service.set_defaults(requester(), Options(aspect="16:9"))
         over_aspect = await service.submit(request(seed=3, width=64, height=128))
     assert explicit.job.params == _params(1, 2, 48, 80, 2.0)
     assert sized.job.params == _params(2, 5, 96, 96, 3.5)
     assert over_aspect.job.params == _params(3, 5, 64, 128, 3.5)
 
 
-INVALID: list[tuple[UserDefaults, str, dict[str, object]]] = [
-    (UserDefaults(steps=51), "error.steps_range", {"value": 51, "min": 1, "max": 50}),
-    (UserDefaults(steps=0), "error.steps_range", {"value": 0, "min": 1, "max": 50}),
-    (UserDefaults(guidance=0.5), "error.guidance_range", {"value": 0.5, "min": 1.0, "max": 10.0}),
+INVALID: list[tuple[Options, str, dict[str, object]]] = [
+    (Options(steps=51), "error.steps_range", {"value": 51, "min": 1, "max": 50}),
+    (Options(steps=0), "error.steps_range", {"value": 0, "min": 1, "max": 50}),
+    (Options(guidance=0.5), "error.guidance_range", {"value": 0.5, "min": 1.0, "max": 10.0}),
     (
-        UserDefaults(aspect="5:1"),
+        Options(aspect="5:1"),
         "error.aspect_unknown",
         {"value": "5:1", "allowed": "1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3"},
     ),
     (
-        UserDefaults(width=100, height=64),
+        Options(width=100, height=64),
         "error.size_invalid",
         {"width": 100, "height": 64, "min_side": 64, "max_side": 256, "multiple": 16},
     ),
     (
-        UserDefaults(width=128),
+        Options(width=128),
         "error.size_invalid",
         {"width": 128, "height": None, "min_side": 64, "max_side": 256, "multiple": 16},
     ),
     (
-        UserDefaults(width=256, height=256, aspect="1:1"),
+        Options(width=256, height=256, aspect="1:1"),
         "error.size_invalid",
         {"width": 256, "height": 256, "min_side": 64, "max_side": 256, "multiple": 16},
     ),
@@ -87,10 +93,10 @@ INVALID: list[tuple[UserDefaults, str, dict[str, object]]] = [
 
 @pytest.mark.parametrize(("defaults", "key", "params"), INVALID)
 async def test_invalid_defaults_are_refused_with_the_request_error_keys(
-    config: Config, defaults: UserDefaults, key: str, params: dict[str, object]
+    config: Config, defaults: Options, key: str, params: dict[str, object]
 ) -> None:
     async with Service.open(config, lambda: []) as service:
-        await service.set_defaults(requester(), UserDefaults(steps=7))
+        await service.set_defaults(requester(), Options(steps=7))
         with pytest.raises(InvalidRequest) as refused:
             await service.set_defaults(requester(), defaults)
         with pytest.raises(InvalidRequest) as as_request:
@@ -98,26 +104,26 @@ async def test_invalid_defaults_are_refused_with_the_request_error_keys(
         settings = service.user_settings(requester())
     assert (refused.value.key, dict(refused.value.params)) == (key, params)
     assert (as_request.value.key, dict(as_request.value.params)) == (key, params)
-    assert settings.defaults == UserDefaults(steps=7)  # unchanged
+    assert settings.defaults == Options(steps=7)  # unchanged
 
 
 async def test_settings_merge_show_effective_values_and_reset(config: Config) -> None:
     async with Service.open(config, lambda: []) as service:
         empty = service.user_settings(requester())
-        await service.set_defaults(requester(), UserDefaults(steps=9))
-        await service.set_defaults(requester(), UserDefaults(aspect="3:4"))
+        await service.set_defaults(requester(), Options(steps=9))
+        await service.set_defaults(requester(), Options(aspect="3:4"))
         merged = service.user_settings(requester())
-        await service.set_defaults(requester(), UserDefaults(width=128, height=96))
+        await service.set_defaults(requester(), Options(width=128, height=96))
         resized = service.user_settings(requester())
         cleared = await service.reset_defaults(requester())
         after_reset = await service.submit(request(seed=4))
-    assert empty == UserSettings(UserDefaults(), steps=3, width=64, height=64, guidance=3.5)
+    assert empty == UserSettings(Options(), steps=3, width=64, height=64, guidance=3.5)
     assert merged == UserSettings(
-        UserDefaults(steps=9, aspect="3:4"), steps=9, width=48, height=80, guidance=3.5
+        Options(steps=9, aspect="3:4"), steps=9, width=48, height=80, guidance=3.5
     )
-    assert resized.defaults == UserDefaults(steps=9, width=128, height=96)
+    assert resized.defaults == Options(steps=9, width=128, height=96)
     assert (resized.width, resized.height) == (128, 96)
-    assert cleared == UserRecord(Platform.TELEGRAM, "u1")
+    assert cleared == empty
     assert after_reset.job.params == _params(4, 3, 64, 64, 3.5)
 
 
@@ -125,10 +131,10 @@ async def test_defaults_and_bans_persist_across_a_restart_without_clobbering(
     config: Config,
 ) -> None:
     async with Service.open(config, lambda: []) as service:
-        await service.set_defaults(requester("alice"), UserDefaults(steps=6, guidance=2.5))
-        await service.set_user(UserRecord(Platform.TELEGRAM, "bob", hourly_quota=4))
+        await service.set_defaults(requester("alice"), Options(steps=6, guidance=2.5))
+        await service.set_hourly_quota(ADMIN, "bob", 4)
         await service.set_banned(ADMIN, "bob", banned=True)
-        await service.set_defaults(requester("carol"), UserDefaults(width=96, height=64))
+        await service.set_defaults(requester("carol"), Options(width=96, height=64))
         await service.set_banned(ADMIN, "carol", banned=True)
         await service.set_banned(ADMIN, "carol", banned=False)
     async with Service.open(config, lambda: []) as service:
@@ -136,23 +142,25 @@ async def test_defaults_and_bans_persist_across_a_restart_without_clobbering(
         carol = await service.submit(request(user="carol", seed=6))
         with pytest.raises(AccessDenied) as bob:
             await service.submit(request(user="bob"))
-        unbanned = await service.set_banned(ADMIN, "bob", banned=False)
+        await service.set_banned(ADMIN, "bob", banned=False)
+    async with Store.open(config.db_path) as store:
+        stored = {record.user_id: record for record in await store.users()}
     assert alice.job.params == GenerationParams("a red fox", 5, 6, 64, 64, 2.5)
     assert carol.job.params == GenerationParams("a red fox", 6, 3, 96, 64, 3.5)
     assert bob.value.key == "error.banned"
-    assert unbanned == UserRecord(Platform.TELEGRAM, "bob", banned=False, hourly_quota=4)
+    assert stored["bob"] == UserRecord(Platform.TELEGRAM, "bob", banned=False, hourly_quota=4)
 
 
 async def test_stored_defaults_that_became_invalid_fall_back_to_the_server_default(
     config: Config,
 ) -> None:
     async with Service.open(config, lambda: []) as service:
-        await service.set_defaults(requester(), UserDefaults(steps=40, aspect="16:9"))
+        await service.set_defaults(requester(), Options(steps=40, aspect="16:9"))
     stricter = with_section(config, "limits", max_steps=30, aspect_ratios=("1:1", "3:4"))
     async with Service.open(stricter, lambda: []) as service:
         settings = service.user_settings(requester())
         submitted = await service.submit(request(seed=8))
-    assert settings == UserSettings(UserDefaults(), steps=3, width=64, height=64, guidance=3.5)
+    assert settings == UserSettings(Options(), steps=3, width=64, height=64, guidance=3.5)
     assert submitted.job.params == _params(8, 3, 64, 64, 3.5)
 
 
@@ -163,11 +171,13 @@ async def test_ban_and_unban_are_for_admins_and_admins_cannot_be_banned(config: 
         await service.submit(request(user="u1", seed=1))  # still allowed
         with pytest.raises(InvalidRequest) as admin_target:
             await service.set_banned(ADMIN, "boss", banned=True)
-        banned = await service.set_banned(ADMIN, "u1", banned=True)
+        await service.set_banned(ADMIN, "u1", banned=True)
+        with pytest.raises(AccessDenied) as no_history:
+            await service.history(requester("u1"))
         with pytest.raises(AccessDenied) as refused:
             await service.submit(request(user="u1"))
         with pytest.raises(AccessDenied) as no_settings:
-            await service.set_defaults(requester("u1"), UserDefaults(steps=4))
+            await service.set_defaults(requester("u1"), Options(steps=4))
         queued = [job.requester.user_id for job in await service.active_jobs(Platform.TELEGRAM)]
         await service.set_banned(ADMIN, "u1", banned=False)
         again = await service.submit(request(user="u1", seed=2))
@@ -176,28 +186,22 @@ async def test_ban_and_unban_are_for_admins_and_admins_cannot_be_banned(config: 
         "error.cannot_ban_admin",
         {"user_id": "boss"},
     )
-    assert banned == UserRecord(Platform.TELEGRAM, "u1", banned=True)
-    assert refused.value.key == no_settings.value.key == "error.banned"
+    assert refused.value.key == no_settings.value.key == no_history.value.key == "error.banned"
     assert queued == ["u1"]  # the job queued before the ban stays
     assert again.job.params.seed == 2
 
 
 def test_encode_decode_round_trip_and_apply() -> None:
     limits = Config().limits
-    defaults = UserDefaults(steps=20, width=1024, height=768, guidance=3.25)
+    defaults = Options(steps=20, width=1024, height=768, guidance=3.25)
     pairs = encode_defaults(defaults)
     assert pairs == (("guidance", "3.25"), ("height", "768"), ("steps", "20"), ("width", "1024"))
     assert decode_defaults(pairs, limits) == defaults
-    assert decode_defaults((("steps", "lots"), ("aspect", "16:9")), limits) == UserDefaults(
+    assert decode_defaults((("steps", "lots"), ("aspect", "16:9")), limits) == Options(
         aspect="16:9"
     )
-    bare = request()
-    assert apply_defaults(bare, UserDefaults()) is bare
-    applied = apply_defaults(request(steps=4), defaults)
-    assert (applied.steps, applied.width, applied.height, applied.aspect, applied.guidance) == (
-        4,
-        1024,
-        768,
-        None,
-        3.25,
+    assert encode_defaults(Options(seed=5, steps=3)) == (("steps", "3"),)  # never a seed
+    assert Options(steps=4).over(defaults) == Options(
+        steps=4, width=1024, height=768, guidance=3.25
     )
+    assert Options(aspect="1:1").over(defaults) == Options(steps=20, aspect="1:1", guidance=3.25)

@@ -1,4 +1,4 @@
-"""The fair queue on its own: order, positions, removal, ``take`` waiting, ETA."""
+"""The fair queue on its own (order, positions, removal, ``take`` waiting) and the estimates."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.scheduler import FairQueue, QueueClosed, StepTimer, queue_eta_s
+from backend.domain import Timings
+from backend.estimates import JobTimer, Rates, mean_rates, queue_eta_s
+from backend.scheduler import FairQueue, QueueClosed
 
 
 def fill(queue: FairQueue, users: list[str]) -> list[str]:
@@ -85,14 +87,21 @@ async def test_take_waits_for_a_push_and_close_releases_waiters() -> None:
         await asyncio.wait_for(closed, 5)
 
 
-def test_eta_from_moving_average() -> None:
-    timer = StepTimer()
-    assert timer.s_per_step is None
-    timer.record(20.0, 10)
-    timer.record(10.0, 10)
-    assert timer.s_per_step == 0.3 * 1.0 + 0.7 * 2.0
+def test_eta_from_medians_of_encode_steps_and_decode() -> None:
+    timer = JobTimer()
+    assert timer.rates() is None
+    timer.record(Timings(text_encode_s=1.0, denoise_s=20.0, decode_s=3.0), 10)
+    timer.record(Timings(text_encode_s=9.0, denoise_s=90.0, decode_s=9.0), 10)  # a slow outlier
+    timer.record(Timings(text_encode_s=1.0, denoise_s=20.0, decode_s=3.0), 10)
+    rates = timer.rates()
+    assert rates == Rates(encode_s=1.0, s_per_step=2.0, decode_s=3.0)
+    assert rates.job_s(10) == 24.0
+    assert rates.remaining_s(10, 0) == 24.0  # not started: encode still to come
+    assert rates.remaining_s(10, 10) == 3.0  # every step done: the decode is left
     queue = FairQueue()
     fill(queue, ["a", "b", "c"])  # 10 steps each
-    assert queue_eta_s(3, 10, queue, running_steps_left=5, s_per_step=[]) is None
-    # Two workers at 1 s/step: (2 jobs × 10 steps + 5 running) / 2 workers + own 10 steps.
-    assert queue_eta_s(3, 10, queue, running_steps_left=5, s_per_step=[1.0, 1.0]) == 22.5
+    assert queue.mean_steps == 10
+    assert queue_eta_s(3, 10, 10, running_left_s=5.0, workers=1, rates=None) is None
+    # Two workers: (5 s of the running jobs + 2 jobs × 24 s ahead) / 2 workers + own 24 s.
+    assert queue_eta_s(3, 10, 10, running_left_s=5.0, workers=2, rates=rates) == 50.5
+    assert mean_rates([rates, Rates(3.0, 4.0, 5.0)]) == Rates(2.0, 3.0, 4.0)

@@ -5,6 +5,7 @@ End-to-end runs with the real tiny FLUX pipeline are in ``test_service_tinyflux.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 
 from backend.config import Config
 from backend.domain import (
+    CLI_REQUESTER,
     Cancelled,
     Failed,
     HistoryScope,
@@ -45,6 +47,7 @@ from tests.backend.helpers import (
     make_config,
     request,
     requester,
+    until_waiting,
     with_section,
 )
 
@@ -75,7 +78,8 @@ async def test_submit_commits_then_events_end_with_a_stored_png(config: Config) 
         (job_id, 2, 3),
         (job_id, 3, 3),
     ]
-    assert len(running) == 4 and isinstance(running[3], Progress) and running[3].eta_s == 0.0
+    # The first job has nothing measured yet: at step == total (decoding) no estimate, not 0 s.
+    assert len(running) == 4 and isinstance(running[3], Progress) and running[3].eta_s is None
     done = events[-1]
     assert isinstance(done, Succeeded)
     assert done.image_path.parent.parent == config.outputs_dir
@@ -114,7 +118,7 @@ async def test_fair_order_round_robin_across_users_fifo_within(config: Config) -
     assert positions == {"a1": 1, "a2": 2, "a3": 3, "b1": 2, "b2": 4, "c1": 3}
 
 
-async def test_queued_events_follow_the_queue_and_show_warming(config: Config) -> None:
+async def test_positions_are_pulled_and_never_pushed(config: Config) -> None:
     factory_gate, load_gate = threading.Event(), threading.Event()
     engine = StepEngine(load_gate=load_gate)
 
@@ -128,14 +132,19 @@ async def test_queued_events_follow_the_queue_and_show_warming(config: Config) -
         events = service.subscribe(second.job.id)
         assert await anext(events) == Queued(second.job.id, 2, None, 0.0)
         factory_gate.set()
-        warming = await first_matching(events, lambda e: isinstance(e, Queued))
+        warming = await until_waiting(service, second.job.id, lambda q: q.warming_percent != 0.0)
         assert warming == Queued(second.job.id, 2, None, 47.5)  # 0.95 × 50 % of the bytes read
+        seen = service.queue_version
+        later = asyncio.create_task(service.queue_moved(seen + 1))  # every 2nd move only
         await service.cancel(first.job.id, requester("a"))
-        moved = await first_matching(events, lambda e: isinstance(e, Queued))
-        assert moved == Queued(second.job.id, 1, None, 47.5)
-        load_gate.set()
+        assert await service.queue_moved(seen) == seen + 1
+        assert service.waiting(second.job.id) == Queued(second.job.id, 1, None, 47.5)
+        assert not later.done()
+        load_gate.set()  # the engine becomes ready: a move
+        assert await later >= seen + 2
         rest = await collect(events)
-    assert isinstance(rest[-1], Succeeded)
+        assert service.waiting(second.job.id) is None
+    assert [type(e) for e in rest] == [Started, Progress, Progress, Progress, Succeeded]
 
 
 async def test_late_subscriber_first_gets_current_state(config: Config) -> None:
@@ -245,7 +254,9 @@ async def test_two_workers_on_the_same_device_name_both_serve(config: Config) ->
         b = await service.submit(request(user="b"))
         await first_matching(service.subscribe(a.job.id), lambda e: isinstance(e, Progress))
         await first_matching(service.subscribe(b.job.id), lambda e: isinstance(e, Progress))
-        status = await service.status()  # both run at once: each engine holds after step 1
+        status = await service.status(
+            CLI_REQUESTER
+        )  # both run at once: each engine holds after step 1
         gate.set()
         await collect(service.subscribe(a.job.id))
         await collect(service.subscribe(b.job.id))
@@ -255,17 +266,14 @@ async def test_two_workers_on_the_same_device_name_both_serve(config: Config) ->
     assert one.threads and two.threads and not one.threads & two.threads
 
 
-async def test_all_engines_failed_jobs_stay_queued_and_status_shows_it(config: Config) -> None:
-    broken = StepEngine(load_error=ModelFilesMissing("missing ae.safetensors"))
+async def test_all_engines_failed_jobs_stay_queued_and_say_why(config: Config) -> None:
+    broken = StepEngine(load_error=ModelFilesMissing("missing models/x/ae.safetensors"))
     async with Service.open(config, lambda: [broken]) as service:
         sub = await service.submit(request())
-        events = service.subscribe(sub.job.id)
-        settled = await first_matching(
-            events, lambda e: isinstance(e, Queued) and e.warming_percent is None
-        )
-        status = await service.status()
-    assert settled == Queued(sub.job.id, 1, None, None)
-    assert [e.error for e in status.engines] == ["missing ae.safetensors"]
+        settled = await until_waiting(service, sub.job.id, lambda q: q.unavailable is not None)
+        status = await service.status(CLI_REQUESTER)
+    assert settled == Queued(sub.job.id, 1, None, None, unavailable="error.model_files")
+    assert [e.error for e in status.engines] == ["missing models/x/ae.safetensors"]
     assert status.queue_length == 1
 
 
@@ -275,11 +283,9 @@ async def test_engine_factory_failure_shows_in_status(config: Config) -> None:
 
     async with Service.open(config, explode) as service:
         sub = await service.submit(request())
-        await first_matching(
-            service.subscribe(sub.job.id),
-            lambda e: isinstance(e, Queued) and e.warming_percent is None,
-        )
-        status = await service.status()
+        settled = await until_waiting(service, sub.job.id, lambda q: q.unavailable is not None)
+        status = await service.status(CLI_REQUESTER)
+    assert settled == Queued(sub.job.id, 1, None, None, unavailable="error.engine_unavailable")
     assert [(e.device, e.error) for e in status.engines] == [
         ("(engine factory)", "RuntimeError('no CUDA devices and cpu not allowed')")
     ]
@@ -336,16 +342,6 @@ async def test_access_denied_for_banned_and_not_allowlisted(config: Config) -> N
         "error.not_allowed",
         {"where": "user"},
     )
-
-
-async def test_platform_admin_flag_bypasses_caps(config: Config) -> None:
-    config = with_section(config, "limits", per_user_queue=1)
-    role_admin = requester("mod", platform=Platform.DISCORD, platform_admin=True)
-    async with Service.open(config, lambda: []) as service:
-        await service.submit(request(requester=role_admin))
-        await service.submit(request(requester=role_admin))
-        assert service.is_admin(role_admin)
-        assert not service.is_admin(requester("mod", platform=Platform.DISCORD))
 
 
 async def test_stopping_service_refuses_new_jobs(config: Config) -> None:
@@ -407,10 +403,10 @@ async def test_status_snapshot(config: Config) -> None:
         running = await service.submit(request(user="a", steps=3))
         await service.submit(request(user="b"))
         await first_matching(service.subscribe(running.job.id), lambda e: isinstance(e, Progress))
-        status = await service.status()
+        status = await service.status(CLI_REQUESTER)
         gate.set()
         await collect(service.subscribe(running.job.id))
-        after = await service.status()
+        after = await service.status(CLI_REQUESTER)
     assert status.queue_length == 1 and status.accepting
     assert [(r.job_id, r.worker, r.step, r.total) for r in status.running] == [
         (running.job.id, "cpu", 1, 3)
@@ -423,19 +419,22 @@ async def test_status_snapshot(config: Config) -> None:
     assert after.done_last_hour >= 1 and after.mean_s_per_image_last_hour is not None
 
 
-async def test_users_table_bans_and_quota_override(config: Config) -> None:
-    from backend.store import UserRecord
-
+async def test_stored_bans_and_quota_override_persist(config: Config) -> None:
+    config = with_section(config, "telegram", admins=("boss",))
+    boss = requester("boss")
     async with Service.open(config, lambda: []) as service:
-        await service.set_user(UserRecord(Platform.TELEGRAM, "spammer", banned=True))
-        await service.set_user(UserRecord(Platform.TELEGRAM, "slow", hourly_quota=1))
+        await service.set_banned(boss, "spammer", banned=True)
+        await service.set_hourly_quota(boss, "slow", 1)
         with pytest.raises(AccessDenied) as banned:
             await service.submit(request(user="spammer"))
         await service.submit(request(user="slow"))
         with pytest.raises(LimitReached) as quota:
             await service.submit(request(user="slow"))
+        with pytest.raises(AccessDenied) as not_admin:
+            await service.set_hourly_quota(requester("slow"), "slow", 100)
     assert banned.value.key == "error.banned"
     assert (quota.value.key, quota.value.params["limit"]) == ("error.hourly_quota", 1)
+    assert not_admin.value.key == "error.admin_only"
     async with Service.open(config, lambda: []) as service:  # kept in SQLite across restarts
         with pytest.raises(AccessDenied):
             await service.submit(request(user="spammer"))

@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.domain import (
+    CLI_REQUESTER,
     Cancelled,
     EngineState,
     Failed,
@@ -86,11 +87,11 @@ def data_config(tiny_config: Config) -> Config:
 
 async def test_submit_events_and_stored_png_with_parameters(tiny_config: Config) -> None:
     config = data_config(tiny_config)
-    async with Service.open(config, lambda: make_engines(config)) as service:
+    async with Service.open(config, lambda: make_engines(EngineSettings.of(config))) as service:
         sub = await service.submit(request("a lighthouse at dusk", seed=42, steps=2))
         events = await collect(service.subscribe(sub.job.id), WAIT_S)
         stored = await service.job(sub.job.id)
-        status = await service.status()
+        status = await service.status(CLI_REQUESTER)
     done = events[-1]
     assert isinstance(done, Succeeded)
     assert [(e.step, e.total) for e in events if isinstance(e, Progress)][-1] == (2, 2)
@@ -108,7 +109,7 @@ async def test_submit_events_and_stored_png_with_parameters(tiny_config: Config)
 
 async def test_cancel_running_job_at_next_step(tiny_config: Config) -> None:
     config = data_config(tiny_config)
-    engine = HeldEngine(DiffsynthEngine(config, "cpu"))
+    engine = HeldEngine(DiffsynthEngine(EngineSettings.of(config), "cpu"))
     engine.hold_after_first_step = True
     async with Service.open(config, lambda: [engine]) as service:
         sub = await service.submit(request(steps=4))
@@ -129,7 +130,7 @@ async def test_engine_failure_then_success_on_the_same_worker(tiny_config: Confi
     import torch
 
     config = data_config(tiny_config)
-    engine = HeldEngine(DiffsynthEngine(config, "cpu"))
+    engine = HeldEngine(DiffsynthEngine(EngineSettings.of(config), "cpu"))
     engine.raise_at_step = lambda: torch.OutOfMemoryError("CUDA out of memory (injected)")
     async with Service.open(config, lambda: [engine]) as service:
         bad = await service.submit(request(user="a"))
@@ -144,7 +145,7 @@ async def test_engine_failure_then_success_on_the_same_worker(tiny_config: Confi
 
 async def test_two_cpu_workers_run_two_jobs_at_once(tiny_config: Config) -> None:
     config = data_config(tiny_config)
-    engines = [HeldEngine(DiffsynthEngine(config, "cpu")) for _ in range(2)]
+    engines = [HeldEngine(DiffsynthEngine(EngineSettings.of(config), "cpu")) for _ in range(2)]
     for engine in engines:
         engine.hold_after_first_step = True
     async with Service.open(config, lambda: engines) as service:
@@ -154,7 +155,7 @@ async def test_two_cpu_workers_run_two_jobs_at_once(tiny_config: Config) -> None
             await first_matching(
                 service.subscribe(sub.job.id), lambda e: isinstance(e, Progress), WAIT_S
             )
-        status = await service.status()
+        status = await service.status(CLI_REQUESTER)
         for engine in engines:
             engine.gate.set()
         results = [await collect(service.subscribe(s.job.id), WAIT_S) for s in subs]
@@ -185,7 +186,7 @@ async def test_restart_recovery(tiny_config: Config) -> None:
         await store.insert_job(stored_job("twice", JobStatus.RUNNING, attempts=1, user="c"))
         await store.insert_job(stored_job("queued2", JobStatus.QUEUED, user="a"))
         await store.insert_job(stored_job("done", JobStatus.SUCCEEDED, user="d"))
-    held = HeldEngine(DiffsynthEngine(config, "cpu"))
+    held = HeldEngine(DiffsynthEngine(EngineSettings.of(config), "cpu"))
     held.hold_after_first_step = True
     async with Service.open(config, lambda: [held]) as service:
         twice = await service.job("twice")
@@ -208,7 +209,7 @@ async def test_restart_recovery(tiny_config: Config) -> None:
 
 async def test_stop_requeues_the_running_job_for_the_next_start(tiny_config: Config) -> None:
     config = data_config(tiny_config)  # stop_grace_s = 0: cancel at once
-    held = HeldEngine(DiffsynthEngine(config, "cpu"))
+    held = HeldEngine(DiffsynthEngine(EngineSettings.of(config), "cpu"))
     held.hold_after_first_step = True
     async with Service.open(config, lambda: [held]) as service:
         sub = await service.submit(request(steps=3))
@@ -221,7 +222,9 @@ async def test_stop_requeues_the_running_job_for_the_next_start(tiny_config: Con
     config_long = dataclasses.replace(
         config, service=dataclasses.replace(config.service, stop_grace_s=WAIT_S)
     )
-    async with Service.open(config_long, lambda: make_engines(config_long)) as service:
+    async with Service.open(
+        config_long, lambda: make_engines(EngineSettings.of(config_long))
+    ) as service:
         done = await collect(service.subscribe(sub.job.id), WAIT_S)
     assert isinstance(done[-1], Succeeded)
 
@@ -230,7 +233,7 @@ async def test_stop_lets_the_running_job_finish_within_grace(tiny_config: Config
     config = dataclasses.replace(
         tiny_config, service=dataclasses.replace(tiny_config.service, stop_grace_s=WAIT_S)
     )
-    held = HeldEngine(DiffsynthEngine(config, "cpu"))
+    held = HeldEngine(DiffsynthEngine(EngineSettings.of(config), "cpu"))
     held.hold_after_first_step = True
     async with Service.open(config, lambda: [held]) as service:
         sub = await service.submit(request(steps=3))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from backend.domain import (
+    CLI_REQUESTER,
     ComponentState,
     EngineState,
     LoadState,
@@ -47,15 +48,19 @@ SNAPSHOT = StatusSnapshot(
 
 
 async def test_status_round_trips_through_http() -> None:
-    async def snapshot() -> StatusSnapshot:
+    asked: list[Requester] = []
+
+    async def snapshot(requester: Requester) -> StatusSnapshot:
+        asked.append(requester)
         return SNAPSHOT
 
     async with serve_status("127.0.0.1", 0, snapshot) as port:
         assert await fetch_status("127.0.0.1", port) == SNAPSHOT
+    assert asked == [CLI_REQUESTER]
 
 
 async def test_fetch_without_a_server_raises_not_running(tmp_path: Path) -> None:
-    async def snapshot() -> StatusSnapshot:
+    async def snapshot(_: Requester) -> StatusSnapshot:
         return SNAPSHOT
 
     async with serve_status("127.0.0.1", 0, snapshot) as port:

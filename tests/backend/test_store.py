@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from backend.domain import (
     Requester,
     Timings,
 )
-from backend.store import SCHEMA_VERSION, DuplicateJobId, Store, UserRecord
+from backend.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    DuplicateIdempotencyKey,
+    DuplicateJobId,
+    Store,
+    UserRecord,
+)
 
 
 def make_job(job_id: str, user: str = "u1", created_at: float = 1000.0) -> Job:
@@ -69,7 +77,7 @@ async def test_schema_version_wal_and_reopen(tmp_path: Path) -> None:
     async with Store.open(path) as store:  # reopening does not migrate again
         assert (await store.get_job("a")) is not None
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -106,3 +114,19 @@ async def test_history_stats_undelivered_users(tmp_path: Path) -> None:
     assert undelivered == ["j0"]
     assert recent == [(Platform.DISCORD, "b", 2001.0), (Platform.DISCORD, "a", 2002.0)]
     assert users == [record]
+
+
+async def test_idempotency_key_is_unique_and_a_v1_file_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(path) as db:  # a file written by the previous release
+        db.executescript(f"{MIGRATIONS[0]}; PRAGMA user_version = 1;")
+    async with Store.open(path) as store:
+        keyed = dataclasses.replace(make_job("k1"), idempotency_key="telegram:update:1")
+        await store.insert_job(keyed)
+        with pytest.raises(DuplicateIdempotencyKey):
+            await store.insert_job(dataclasses.replace(keyed, id="k2"))
+        await store.insert_job(make_job("n1"))  # jobs without a key never collide
+        await store.insert_job(make_job("n2"))
+        found = await store.job_by_key("telegram:update:1")
+        missing = await store.job_by_key("telegram:update:2")
+    assert found == keyed and missing is None

@@ -9,10 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backend.access import check_access
 from backend.config import Config, LimitsConfig
-from backend.domain import GenerationParams, ImagineRequest, Platform, ReplyTarget, Requester
+from backend.domain import (
+    GenerationParams,
+    ImagineRequest,
+    Options,
+    Platform,
+    ReplyTarget,
+    Requester,
+)
 from backend.errors import AccessDenied, InvalidRequest
-from backend.validation import check_access, resolve_params
+from backend.validation import resolve_params
 from tests.backend.helpers import make_config, with_section
 
 LIMITS = LimitsConfig()
@@ -20,7 +28,7 @@ LIMITS = LimitsConfig()
 
 def req(prompt: str = "a cat", **kw: Any) -> ImagineRequest:
     who = Requester(Platform.TELEGRAM, "u1")
-    return ImagineRequest(prompt=prompt, requester=who, reply_to=ReplyTarget("c"), **kw)
+    return ImagineRequest(prompt, who, ReplyTarget("c"), Options(**kw))
 
 
 def test_defaults_and_random_seed_is_recorded() -> None:
@@ -138,7 +146,8 @@ def test_discord_access(tmp_path: Path) -> None:
     )  # fmt: skip
     check_access(dc("member", "g1"), config)
     check_access(dc("boss", "g9"), config)
-    check_access(Requester(Platform.DISCORD, "mod", guild_id="g9", platform_admin=True), config)
+    guild_admin = Requester(Platform.DISCORD, "mod", guild_id="g9", guild_admin=True)
+    assert denied(guild_admin, config) == ("error.not_allowed", {"where": "guild"})
     assert denied(dc("member", "g9"), config) == ("error.not_allowed", {"where": "guild"})
     assert denied(dc("member", None), config) == ("error.not_allowed", {"where": "dm"})
     assert denied(dc("troll", "g1"), config) == ("error.banned", {})

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.domain import ImagineRequest, Platform, ReplyTarget, Requester
+from backend.domain import ImagineRequest, Options, Platform, ReplyTarget, Requester
 from backend.errors import UserError
 from bots.parsing import ParsedImagine, ParseError, format_options, parse_imagine, to_request
 
@@ -16,24 +16,24 @@ from bots.parsing import ParsedImagine, ParseError, format_options, parse_imagin
     [
         ("a red fox", ParsedImagine("a red fox")),
         ("  a\n red\tfox  ", ParsedImagine("a red fox")),
-        ("a cat --seed 42 --steps 20", ParsedImagine("a cat", seed=42, steps=20)),
-        ("--seed=7 a cat --steps=3", ParsedImagine("a cat", seed=7, steps=3)),
-        ("seed=5 a cat steps=9", ParsedImagine("a cat", seed=5, steps=9)),
-        ("a cat --ar 16:9", ParsedImagine("a cat", aspect="16:9")),
-        ("a cat --AR 16：9", ParsedImagine("a cat", aspect="16:9")),
-        ("a cat --size 1024x768", ParsedImagine("a cat", width=1024, height=768)),
-        ("a cat --size 1024×768", ParsedImagine("a cat", width=1024, height=768)),
-        ("a cat 1024x768", ParsedImagine("a cat", width=1024, height=768)),
-        ("a cat １０２４ｘ７６８", ParsedImagine("a cat", width=1024, height=768)),
-        ("a cat --guidance 3.5", ParsedImagine("a cat", guidance=3.5)),
-        ("a cat --guidance 4", ParsedImagine("a cat", guidance=4.0)),
-        ("a cat --cfg 2,5", ParsedImagine("a cat", guidance=2.5)),
-        ("一只猫 ——seed 42", ParsedImagine("一只猫", seed=42)),
-        ("一只猫——seed ４２ —steps=８", ParsedImagine("一只猫", seed=42, steps=8)),
+        ("a cat --seed 42 --steps 20", ParsedImagine("a cat", Options(seed=42, steps=20))),
+        ("--seed=7 a cat --steps=3", ParsedImagine("a cat", Options(seed=7, steps=3))),
+        ("seed=5 a cat steps=9", ParsedImagine("a cat", Options(seed=5, steps=9))),
+        ("a cat --ar 16:9", ParsedImagine("a cat", Options(aspect="16:9"))),
+        ("a cat --AR 16：9", ParsedImagine("a cat", Options(aspect="16:9"))),
+        ("a cat --size 1024x768", ParsedImagine("a cat", Options(width=1024, height=768))),
+        ("a cat --size 1024×768", ParsedImagine("a cat", Options(width=1024, height=768))),
+        ("a cat 1024x768", ParsedImagine("a cat", Options(width=1024, height=768))),
+        ("a cat １０２４ｘ７６８", ParsedImagine("a cat", Options(width=1024, height=768))),
+        ("a cat --guidance 3.5", ParsedImagine("a cat", Options(guidance=3.5))),
+        ("a cat --guidance 4", ParsedImagine("a cat", Options(guidance=4.0))),
+        ("a cat --cfg 2,5", ParsedImagine("a cat", Options(guidance=2.5))),
+        ("一只猫 ——seed 42", ParsedImagine("一只猫", Options(seed=42))),
+        ("一只猫——seed ４２ —steps=８", ParsedImagine("一只猫", Options(seed=42, steps=8))),
         ("一只猫 ——ar １６：９ ——size", None),
-        ("a cat –seed 3", ParsedImagine("a cat", seed=3)),
-        ("a cat －－seed 3", ParsedImagine("a cat", seed=3)),
-        ("a cat --seed42", ParsedImagine("a cat", seed=42)),
+        ("a cat –seed 3", ParsedImagine("a cat", Options(seed=3))),
+        ("a cat －－seed 3", ParsedImagine("a cat", Options(seed=3))),
+        ("a cat --seed42", ParsedImagine("a cat", Options(seed=42))),
         # Things that look like options but are prompt text.
         ("a 4x4 grid of tiles", ParsedImagine("a 4x4 grid of tiles")),
         ("a cat — the best", ParsedImagine("a cat — the best")),
@@ -85,16 +85,15 @@ def test_to_request_copies_every_option() -> None:
     requester = Requester(Platform.TELEGRAM, "1", chat_id="2")
     target = ReplyTarget("2", "3")
     parsed = parse_imagine("a cat --seed 1 --steps 2 --size 512x256 --guidance 3")
-    assert to_request(parsed, requester, target, parent_job_id="p") == ImagineRequest(
-        prompt="a cat",
-        requester=requester,
-        reply_to=target,
-        seed=1,
-        steps=2,
-        width=512,
-        height=256,
-        guidance=3.0,
-        parent_job_id="p",
+    assert to_request(parsed, requester, target, parent_job_id="p", idempotency_key="k") == (
+        ImagineRequest(
+            prompt="a cat",
+            requester=requester,
+            reply_to=target,
+            options=Options(seed=1, steps=2, width=512, height=256, guidance=3.0),
+            parent_job_id="p",
+            idempotency_key="k",
+        )
     )
 
 
@@ -121,13 +120,15 @@ def _parsed(draw: st.DrawFn) -> ParsedImagine:
         ratio = st.tuples(st.integers(1, 99), st.integers(1, 99))
         aspect = draw(st.one_of(st.none(), ratio.map(lambda r: f"{r[0]}:{r[1]}")))
     return ParsedImagine(
-        prompt=" ".join(words),
-        seed=draw(st.one_of(st.none(), st.integers(0, 2**32 - 1))),
-        steps=draw(st.one_of(st.none(), st.integers(1, 200))),
-        width=size[0] if size else None,
-        height=size[1] if size else None,
-        aspect=aspect,
-        guidance=draw(st.one_of(st.none(), st.floats(0, 30, allow_nan=False))),
+        " ".join(words),
+        Options(
+            seed=draw(st.one_of(st.none(), st.integers(0, 2**32 - 1))),
+            steps=draw(st.one_of(st.none(), st.integers(1, 200))),
+            width=size[0] if size else None,
+            height=size[1] if size else None,
+            aspect=aspect,
+            guidance=draw(st.one_of(st.none(), st.floats(0, 30, allow_nan=False))),
+        ),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.domain import UserDefaults, UserSettings
+from backend.domain import Options, UserSettings
 from bots.parsing import ParseError, parse_settings
 from bots.render import render_settings
 
@@ -12,13 +12,13 @@ from bots.render import render_settings
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("--steps 20", UserDefaults(steps=20)),
-        ("——steps ２０ —ar 16：9", UserDefaults(steps=20, aspect="16:9")),
-        ("--size 1024x768 guidance=4", UserDefaults(width=1024, height=768, guidance=4.0)),
-        ("768x1024", UserDefaults(width=768, height=1024)),
+        ("--steps 20", Options(steps=20)),
+        ("——steps ２０ —ar 16：9", Options(steps=20, aspect="16:9")),
+        ("--size 1024x768 guidance=4", Options(width=1024, height=768, guidance=4.0)),
+        ("768x1024", Options(width=768, height=1024)),
     ],
 )
-def test_parse_settings_reads_the_imagine_option_forms(text: str, expected: UserDefaults) -> None:
+def test_parse_settings_reads_the_imagine_option_forms(text: str, expected: Options) -> None:
     assert parse_settings(text) == expected
 
 
@@ -41,8 +41,8 @@ def test_parse_settings_refuses_prompts_seeds_and_malformed_options(
 
 
 def test_render_settings_marks_own_and_server_values() -> None:
-    mine = UserSettings(UserDefaults(steps=20, aspect="16:9"), 20, 1360, 768, 3.5)
-    server = UserSettings(UserDefaults(width=512, height=768), 28, 512, 768, 3.5)
+    mine = UserSettings(Options(steps=20, aspect="16:9"), 20, 1360, 768, 3.5)
+    server = UserSettings(Options(width=512, height=768), 28, 512, 768, 3.5)
     assert render_settings(mine, "zh") == (
         "你的 /imagine 默认设置：\n"
         "步数：20（你的设置）\n"

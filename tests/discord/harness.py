@@ -18,7 +18,7 @@ from typing import Any
 import discord
 import simcord
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.domain import TERMINAL_EVENTS, JobEvent
 from backend.engine.factory import make_engines
 from backend.engine.protocol import Engine
@@ -43,7 +43,7 @@ class EngineGate:
     def __call__(self) -> Sequence[Engine]:
         if not self.gate.wait(WAIT_S):
             raise TimeoutError("the engine gate was never opened")
-        return make_engines(self._config)
+        return make_engines(EngineSettings.of(self._config))
 
 
 @dataclass

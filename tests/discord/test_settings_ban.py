@@ -9,7 +9,7 @@ import pytest
 import simcord
 
 from backend.config import Config
-from backend.domain import Platform, Requester, UserDefaults
+from backend.domain import Options, Platform, Requester
 from backend.errors import AccessDenied
 from bots.discord.client import MajicClient
 from bots.discord.errors import unwrap
@@ -63,7 +63,7 @@ async def test_settings_are_set_shown_used_and_reset(tiny_config: Config) -> Non
         True,
         "Your defaults are cleared; /imagine uses the server's again.\n" + SERVER_DEFAULTS,
     )
-    assert bob.defaults == UserDefaults()
+    assert bob.defaults == Options()
 
 
 async def test_ban_is_for_admins_and_refuses_the_banned_users_next_imagine(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.domain import EngineState
 from backend.engine.diffsynth_engine import DiffsynthEngine
 
@@ -34,7 +34,7 @@ class LoadedEngine:
 @pytest.fixture(scope="session")
 def loaded_engine(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> LoadedEngine:
     config = tiny_engine_config(tiny_models_dir, tmp_path_factory.mktemp("data"))
-    engine = DiffsynthEngine(config, "cpu")
+    engine = DiffsynthEngine(EngineSettings.of(config), "cpu")
     reports: list[EngineState] = []
     engine.load(reports.append)
     return LoadedEngine(engine, tuple(reports))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.domain import EngineState, GenerationParams, LoadState
 from backend.engine.diffsynth_engine import DiffsynthEngine
 from backend.engine.factory import make_engines
@@ -111,7 +111,9 @@ def test_prompt_over_the_t5_limit_is_reported_truncated(loaded_engine: LoadedEng
 
 
 def test_generate_before_load_is_an_engine_error(tiny_models_dir: Path, tmp_path: Path) -> None:
-    engine = DiffsynthEngine(tiny_engine_config(tiny_models_dir, tmp_path), "cpu")
+    engine = DiffsynthEngine(
+        EngineSettings.of(tiny_engine_config(tiny_models_dir, tmp_path)), "cpu"
+    )
     assert engine.state() == EngineState(
         device="cpu", components=engine.state().components, warmed_up=False
     )
@@ -121,7 +123,9 @@ def test_generate_before_load_is_an_engine_error(tiny_models_dir: Path, tmp_path
 
 
 def _load_expecting_missing(models_dir: Path, tmp_path: Path) -> tuple[ModelFilesMissing, Engine]:
-    engine = DiffsynthEngine(tiny_engine_config(models_dir, tmp_path / "data"), "cpu")
+    engine = DiffsynthEngine(
+        EngineSettings.of(tiny_engine_config(models_dir, tmp_path / "data")), "cpu"
+    )
     reports: list[EngineState] = []
     with pytest.raises(ModelFilesMissing) as caught:
         engine.load(reports.append)
@@ -181,7 +185,7 @@ def _append(steps: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
 
 
 def test_make_engines_with_the_shared_tiny_config(tiny_config: Config) -> None:
-    engines = make_engines(tiny_config)
+    engines = make_engines(EngineSettings.of(tiny_config))
     assert [e.device for e in engines] == ["cpu"]
     engines[0].load(lambda state: None)
     side, steps = tiny_config.limits.default_side, tiny_config.limits.default_steps

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.engine.diffsynth_engine import DiffsynthEngine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +132,7 @@ def loaded(
     set_cap(torch, fraction)
     torch.cuda.reset_peak_memory_stats()
     config = gpu_config(gpu_models_dir, scenario.requested, tmp_path_factory.mktemp("data"))
-    engine = DiffsynthEngine(config, "cuda:0")
+    engine = DiffsynthEngine(EngineSettings.of(config), "cuda:0")
     started = time.perf_counter()
     try:
         engine.load(lambda _state: None)

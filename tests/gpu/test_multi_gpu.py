@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.domain import (
+    CLI_REQUESTER,
     ImagineRequest,
+    Options,
     Platform,
     ReplyTarget,
     Requester,
@@ -46,11 +48,14 @@ async def test_two_gpus_each_run_jobs(
     config = config_for(gpu_models_dir, tmp_path / "data")
     workers: dict[str, str] = {}
     paths: dict[str, Path] = {}
-    async with Service.open(config, lambda: make_engines(config)) as service:
+    async with Service.open(config, lambda: make_engines(EngineSettings.of(config))) as service:
         # Loads run one after another (diffsynth's loader is not thread-safe): wait until both
         # cards are ready, else the first one serves every job before the second has loaded.
         async with asyncio.timeout(300):
-            while not ((s := await service.status()).engines and all(e.ready for e in s.engines)):
+            while not (
+                (s := await service.status(CLI_REQUESTER)).engines
+                and all(e.ready for e in s.engines)
+            ):
                 assert not any(e.error for e in s.engines), s.engines
                 await asyncio.sleep(0.2)
         submissions = []
@@ -59,10 +64,7 @@ async def test_two_gpus_each_run_jobs(
                 prompt="a lighthouse at dusk",
                 requester=Requester(Platform.CLI, user),
                 reply_to=ReplyTarget("bench"),
-                seed=7,
-                steps=8,
-                width=512,
-                height=512,
+                options=Options(seed=7, steps=8, width=512, height=512),
             )
             submissions.append(await service.submit(request))
         for submission in submissions:
@@ -71,7 +73,7 @@ async def test_two_gpus_each_run_jobs(
                     workers[event.job_id] = event.worker
                 if isinstance(event, Succeeded):
                     paths[event.job_id] = event.image_path
-        status = await service.status()
+        status = await service.status(CLI_REQUESTER)
     assert len(paths) == 4
     assert set(workers.values()) == {"cuda:0", "cuda:1"}
     assert sorted(e.device for e in status.engines) == ["cuda:0", "cuda:1"]

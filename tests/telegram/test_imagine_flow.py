@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.domain import TERMINAL_EVENTS, HistoryScope, Job, Platform, Requester
 from backend.engine.factory import make_engines
 from backend.service import Service
@@ -57,7 +57,7 @@ async def test_imagine_photo_buttons_reroll_variation_original_delete(
     tg_config: Config, api: FakeTelegram
 ) -> None:
     async with (
-        Service.open(tg_config, lambda: make_engines(tg_config)) as service,
+        Service.open(tg_config, lambda: make_engines(EngineSettings.of(tg_config))) as service,
         bot(tg_config, service),
     ):
         command = api.user_sends("/imagine a red fox in the snow --seed 7 --size 96x64", user=ALICE)
@@ -143,7 +143,7 @@ async def test_group_imagine_as_reply_and_history_resend(
     tg_config: Config, api: FakeTelegram
 ) -> None:
     async with (
-        Service.open(tg_config, lambda: make_engines(tg_config)) as service,
+        Service.open(tg_config, lambda: make_engines(EngineSettings.of(tg_config))) as service,
         bot(tg_config, service),
     ):
         idea = api.user_sends("a lighthouse on a cliff at dawn", user=BO, chat=GROUP)
@@ -179,7 +179,7 @@ async def test_result_kept_when_send_photo_fails_and_delivered_after_restart(
     tg_config: Config, api: FakeTelegram
 ) -> None:
     api.fail("sendPhoto", code=500, times=1000)
-    factory = lambda: make_engines(tg_config)  # noqa: E731
+    factory = lambda: make_engines(EngineSettings.of(tg_config))  # noqa: E731
     async with Service.open(tg_config, factory) as service, bot(tg_config, service):
         api.user_sends("/imagine a paper boat --size 64x96", user=ALICE)
         await api.wait_for("sendPhoto", ok=False, timeout_s=TIMEOUT_S)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from backend.config import Config
+from backend.config import Config, EngineSettings
 from backend.domain import Platform, Requester
 from backend.engine.factory import make_engines
 from backend.service import Service
@@ -54,7 +54,7 @@ async def test_settings_become_the_defaults_of_imagine(
     tg_config: Config, api: FakeTelegram
 ) -> None:
     async with (
-        Service.open(tg_config, lambda: make_engines(tg_config)) as service,
+        Service.open(tg_config, lambda: make_engines(EngineSettings.of(tg_config))) as service,
         bot(tg_config, service),
     ):
         shown = await _ask(api, "/settings", ALICE)

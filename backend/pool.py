@@ -1,0 +1,194 @@
+"""The workers: built from the engine factory in a background thread, one per engine.
+
+The factory is blocking (it may import torch to count GPUs), so it runs in its own thread after
+the service already accepts jobs; each engine's ``load`` then runs in its worker's thread. The
+pool answers what positions and ``/status`` need: warm-up progress, whether any engine can run
+jobs at all (and, if none can, a user-safe reason), each engine's state, the running jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+
+from backend.domain import EngineState, RunningJob
+from backend.engine.protocol import Engine
+from backend.estimates import Rates, mean_rates
+from backend.worker import ActiveJob, JobSink, JobSource, Worker
+
+log = logging.getLogger("majicbot.pool")
+
+# After the grace period the running job is told to cancel; how long to wait for its next step.
+CANCEL_WAIT_S = 60.0
+UNAVAILABLE = "error.engine_unavailable"  # no engine, for a reason users need not know
+
+
+class PoolState(StrEnum):
+    """Where the pool stands with the engine factory."""
+
+    BUILDING = "building"  # the factory runs in its thread; no workers yet
+    SERVING = "serving"  # the factory returned: one worker per engine (loading, ready or failed)
+    FACTORY_FAILED = "factory_failed"  # the factory raised; no worker will come (status says why)
+    CLOSED = "closed"  # stopped: workers closed or abandoned, a late factory result is dropped
+
+
+class WorkerPool:
+    """Builds the workers, reports their state, stops them. Lives on the event loop."""
+
+    def __init__(self, source: JobSource, sink: JobSink, on_change: Callable[[], None]) -> None:
+        self._source = source
+        self._sink = sink
+        self._on_change = on_change  # engines or their availability changed
+        self.state = PoolState.BUILDING
+        self.workers: list[Worker] = []
+        self._tasks: dict[Worker, asyncio.Task[None]] = {}
+        self._factory_error: str | None = None
+        self._unavailable_logged = False
+
+    def build(self, factory: Callable[[], Sequence[Engine]]) -> None:
+        """Run ``factory`` in a thread; its engines become workers on the loop."""
+        loop = asyncio.get_running_loop()
+
+        def build() -> None:  # factory thread
+            try:
+                engines, error = list(factory()), None
+            except BaseException as exc:  # reported to the loop, shown in status
+                engines, error = [], exc
+            with contextlib.suppress(RuntimeError):  # the loop closed while the factory ran
+                loop.call_soon_threadsafe(self._built, engines, error)
+
+        threading.Thread(target=build, name="majicbot-engine-factory", daemon=True).start()
+
+    def _built(self, engines: list[Engine], error: BaseException | None) -> None:
+        if self.state is PoolState.CLOSED:
+            return
+        if error is not None:
+            self._factory_error = repr(error)
+            self.state = PoolState.FACTORY_FAILED
+            log.error("engine factory failed: %r", error)
+        else:
+            self.state = PoolState.SERVING
+        load_lock = threading.Lock()
+        for name, engine in zip(_worker_names([e.device for e in engines]), engines, strict=True):
+            worker = Worker(name, engine, self._source, self._sink, load_lock)
+            self.workers.append(worker)
+            task = asyncio.get_running_loop().create_task(worker.run(), name=f"worker-{name}")
+            task.add_done_callback(_log_crash)
+            self._tasks[worker] = task
+        self.engine_changed()
+
+    def engine_changed(self) -> None:
+        """An engine's load state changed: log once if none can serve, tell the listener."""
+        reason = self.unavailable()
+        if reason is not None and not self._unavailable_logged:
+            self._unavailable_logged = True
+            log.error(
+                "no engine can run jobs (%s): jobs stay queued until a restart with working "
+                "weights; `majicbot status` shows each engine's error",
+                reason,
+            )
+        self._on_change()
+
+    # ---- what positions and status read --------------------------------------------------------
+
+    def ready_workers(self) -> list[Worker]:
+        return [w for w in self.workers if w.ready]
+
+    def warming_percent(self) -> float | None:
+        """0..100 while no engine is ready yet; None once one is (or once all have failed)."""
+        if self.state is PoolState.BUILDING:
+            return 0.0
+        if any(w.ready for w in self.workers):
+            return None
+        loading = [w.state().load_fraction for w in self.workers if w.load_error is None]
+        return round(100 * max(loading), 1) if loading else None
+
+    def unavailable(self) -> str | None:
+        """A translation key when no engine can ever run a job in this process, else None."""
+        if self.state is PoolState.FACTORY_FAILED:
+            return UNAVAILABLE
+        if self.state is not PoolState.SERVING or any(w.load_error is None for w in self.workers):
+            return None
+        keys = [w.load_error_key for w in self.workers]
+        key = keys[0] if keys else None
+        return key if key not in (None, "error.engine") else UNAVAILABLE
+
+    def rates(self) -> tuple[int, Rates | None]:
+        """(ready workers, the mean of their measured rates)."""
+        ready = self.ready_workers()
+        return len(ready), mean_rates([r for w in ready if (r := w.timer.rates()) is not None])
+
+    def running_left_s(self, fallback: Rates | None) -> float:
+        """Seconds left of every running job together (``fallback`` rates if a worker has none)."""
+        total = 0.0
+        for worker in self.workers:
+            active = worker.current
+            left = worker.remaining_s()
+            if left is None and active is not None and fallback is not None:
+                left = fallback.remaining_s(active.job.params.steps, active.step)
+            total += left or 0.0
+        return total
+
+    def engine_states(self) -> tuple[EngineState, ...]:
+        states = [w.state() for w in self.workers]
+        if self._factory_error is not None:
+            states.append(EngineState(device="(engine factory)", error=self._factory_error))
+        return tuple(states)
+
+    def running(self) -> tuple[RunningJob, ...]:
+        return tuple(r for w in self.workers if (r := w.running()) is not None)
+
+    def active(self) -> list[tuple[Worker, ActiveJob]]:
+        """Every running job with its worker."""
+        return [(w, w.current) for w in self.workers if w.current is not None]
+
+    # ---- stop ----------------------------------------------------------------------------------
+
+    async def stop(self, grace_s: float) -> None:
+        """Let running jobs finish within ``grace_s``, then cancel them; close every engine.
+
+        The job source must already be closed (no worker takes a new job meanwhile).
+        """
+        serving = [t for w, t in self._tasks.items() if w.ready]
+        if serving:
+            _, late = await asyncio.wait(serving, timeout=grace_s)
+            if late:
+                await self._cancel_for_stop(late)
+        self.state = PoolState.CLOSED
+        for worker, task in self._tasks.items():
+            task.cancel()
+            if worker.ready:
+                await worker.close()
+            else:
+                worker.abandon()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _cancel_for_stop(self, late: set[asyncio.Task[None]]) -> None:
+        for _, active in self.active():
+            log.info("job %s: grace period over, cancelling for the stop", active.job.id)
+            active.stopping = True
+            active.cancel.set()
+        _, stuck = await asyncio.wait(late, timeout=CANCEL_WAIT_S)
+        for task in stuck:
+            log.error("worker task %s did not stop; its job counts as interrupted", task.get_name())
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("worker task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+def _worker_names(devices: list[str]) -> list[str]:
+    """Devices as worker names; a device listed twice gets ``#1``, ``#2``... on each."""
+    counts = Counter(devices)
+    seen: Counter[str] = Counter()
+    names = []
+    for device in devices:
+        seen[device] += 1
+        names.append(f"{device}#{seen[device]}" if counts[device] > 1 else device)
+    return names
