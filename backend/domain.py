@@ -252,6 +252,15 @@ class Submission:
     job: Job
     position: int
     eta_s: float | None
+    existing: bool = False  # the idempotency key named a job submitted before
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Engine state every waiting job shares (what a follower re-reads when it changes)."""
+
+    warming_percent: float | None  # 0..100 while no engine is ready yet, in coarse steps
+    unavailable: str | None  # a user-safe key once every engine failed to load
 
 
 # ---- status snapshot --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import asyncio
 import heapq
 import itertools
 
-from backend.domain import Job, Queued
+from backend.domain import Availability, Job, Queued
 from backend.estimates import queue_eta_s
 from backend.pool import WorkerPool
 from backend.scheduler import FairQueue, UserKey
@@ -36,6 +36,7 @@ class Board:
         self._jobs: dict[str, Job] = {}
         self._pool: WorkerPool | None = None
         self.version = 0
+        self.departures = 0  # jobs taken or removed so far (bounds how far a position can fall)
         self._bump_pending = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # (after, n, future)
         self._tiebreak = itertools.count()
@@ -74,12 +75,14 @@ class Board:
         """Take a queued job out (cancelled); None if it was not queued."""
         if not self._queue.remove(job_id):
             return None
+        self.departures += 1
         self.bump()
         return self._jobs.pop(job_id)
 
     async def take(self) -> Job:
         """The next job in fair order, for an idle worker (raises ``QueueClosed`` once closed)."""
         job_id = await self._queue.take()
+        self.departures += 1
         self.bump()
         return self._jobs.pop(job_id)
 
@@ -132,6 +135,14 @@ class Board:
             pool.warming_percent(),
             pool.unavailable(),
         )
+
+    def availability(self) -> Availability:
+        """The engines' warm-up (coarse, so that it changes a handful of times) and failure."""
+        if self._pool is None:
+            return Availability(0.0, None)
+        warming = self._pool.warming_percent()
+        coarse = None if warming is None else float(int(warming // 25) * 25)
+        return Availability(coarse, self._pool.unavailable())
 
     def eta_s(self, position: int, steps: int) -> float | None:
         """Seconds until a job at ``position`` with ``steps`` finishes (``backend.estimates``)."""

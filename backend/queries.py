@@ -84,6 +84,11 @@ class Queries:
         """Succeeded or failed jobs of ``platform`` whose result was not delivered yet."""
         return await self._store.undelivered(platform)
 
+    async def attach_status(self, job_id: str, message_id: str) -> None:
+        """Record the adapter's status message of ``job_id``; raises ``JobNotFound``."""
+        if not await self._store.set_reply_message(job_id, message_id):
+            raise JobNotFound(job_id=job_id)
+
     async def mark_delivered(self, job_id: str) -> None:
         """Record that the adapter delivered ``job_id``'s result; raises ``JobNotFound``."""
         if not await self._store.mark_delivered(job_id, time.time()):

@@ -62,6 +62,7 @@ from backend.config import Config
 from backend.defaults import check_defaults, effective_settings
 from backend.domain import (
     SEED_MAX,
+    Availability,
     HistoryScope,
     ImagineRequest,
     Job,
@@ -160,10 +161,11 @@ class Service:
             p = job.params
             size = f"steps={p.steps} size={p.width}x{p.height}"
             log.info("job %s queued at position %d %s %s", job.id, position, describe(job), size)
+        existing = admitted.seq is None
         waiting = self._board.waiting(job.id)
         if waiting is None:  # an earlier submit of the same key, already running or done
-            return Submission(job, 0, None)
-        return Submission(job, waiting.position, waiting.eta_s)
+            return Submission(job, 0, None, existing)
+        return Submission(job, waiting.position, waiting.eta_s, existing)
 
     async def reroll(
         self, job_id: str, requester: Requester, reply_to: ReplyTarget, *, variation: bool
@@ -212,6 +214,20 @@ class Service:
     def waiting(self, job_id: str) -> Queued | None:
         """The job's position, estimate and warm-up state; None once it is no longer queued."""
         return self._board.waiting(job_id)
+
+    @property
+    def queue_departures(self) -> int:
+        """Jobs that have left the queue so far (taken or cancelled): a position can fall by
+        at most as many since it was read."""
+        return self._board.departures
+
+    def availability(self) -> Availability:
+        """Warm-up (in steps of 25 %) and availability of the engines, shared by every job."""
+        return self._board.availability()
+
+    async def attach_status(self, job_id: str, message_id: str) -> None:
+        """Remember the adapter's status message of ``job_id`` (to edit it after a restart)."""
+        await self._queries.attach_status(job_id, message_id)
 
     # ---- queries ---------------------------------------------------------------------------------
 

@@ -320,6 +320,13 @@ class Store:
             job_id, status=JobStatus.QUEUED.value, attempts=attempts, started_at=None, worker=None
         )
 
+    async def set_reply_message(self, job_id: str, message_id: str) -> bool:
+        """Record the adapter's status message of a job; False if there is no such job."""
+        cursor = await self._db.execute(
+            "UPDATE jobs SET reply_message_id = ? WHERE id = ?", (message_id, job_id)
+        )
+        return cursor.rowcount > 0
+
     async def mark_delivered(self, job_id: str, at: float) -> bool:
         """False if there is no such job."""
         cursor = await self._db.execute(

@@ -15,8 +15,8 @@ from bots.discord.access import requester_of
 from bots.discord.actions import handle_button
 from bots.discord.commands import register_commands
 from bots.discord.context import BotContext
-from bots.discord.jobs import DiscordJobs
 from bots.discord.errors import report_error
+from bots.discord.jobs import DiscordJobs
 from bots.discord.sync import sync_if_changed
 from bots.discord.translator import CommandTranslator, language_of
 from bots.discord.views import JobButton

@@ -22,7 +22,7 @@ from backend.domain import Job, Platform, Submission
 from backend.service import Service
 from bots.discord.surface import DiscordSurface, Target
 from bots.discord.views import progress_view
-from bots.follow import Clock, EditBudget, FollowerTuning, Followers, MonotonicClock
+from bots.follow import Clock, EditBudget, Followers, FollowerTuning, MonotonicClock
 from bots.i18n import pick_language, translate
 from bots.render import render_event
 

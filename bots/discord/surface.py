@@ -95,6 +95,9 @@ class DiscordSurface:
         else:
             await self._edit(**fields)
 
+    async def remove_status(self) -> None:
+        """Nothing: the original response became the result."""
+
     async def send_final(self, text: str, *, anew: bool) -> None:
         if anew:
             await self._post(text)

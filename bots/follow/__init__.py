@@ -15,7 +15,8 @@ retry — lives here, once.
 
 from bots.follow.budget import EditBudget, Lane
 from bots.follow.clock import Clock, MonotonicClock
-from bots.follow.followers import Followers, FollowerTuning
+from bots.follow.follower import FollowerTuning
+from bots.follow.followers import Followers
 from bots.follow.policy import DeliveryFailed, Failure
 from bots.follow.surface import Surface
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.domain import TERMINAL_EVENTS, Job, JobEvent, JobStatus, Progress, Queued, Started
 from backend.service import Service
@@ -27,7 +27,7 @@ class FollowerTuning:
 
     keep_alive_s: float = 4.0  # Telegram's chat action shows for at most 5 s
     send_attempts: int = 4  # per delivery, for transient failures
-    backoff: Backoff = Backoff(base_s=1.0, cap_s=30.0)
+    backoff: Backoff = field(default_factory=Backoff)
     retry_interval_s: float = 60.0  # how often undelivered results are looked for
     retry_rounds: int = 6  # deliveries of one result (each with its attempts) before giving up
 
@@ -96,7 +96,9 @@ class JobFollower:
         """While waiting: pull the position when it may have changed meaningfully."""
         service, watch = self._context.service, self._context.watch
         while (waiting := service.waiting(self.job_id)) is not None:
-            self._want(render_event(waiting, self._surface.lang), waiting_priority(waiting.position))
+            self._want(
+                render_event(waiting, self._surface.lang), waiting_priority(waiting.position)
+            )
             await watch.wait(waiting.position)
 
     async def _keep_alive(self) -> None:
@@ -164,7 +166,15 @@ class JobFollower:
                 return
             await self._context.service.mark_delivered(job.id)
             log.info("job %s delivered (%s)", job.id, job.status.value)
+            if job.status is JobStatus.SUCCEEDED and not anew:
+                await self._remove_status()
             return
+
+    async def _remove_status(self) -> None:
+        try:
+            await self._surface.remove_status()
+        except Exception as exc:  # cosmetic: the result is there
+            log.info("job %s: removing the status failed: %s", self.job_id, exc)
 
     async def _send(self, job: Job, *, anew: bool) -> None:
         if job.status is JobStatus.SUCCEEDED and job.result_path is not None:

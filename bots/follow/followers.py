@@ -131,6 +131,8 @@ class Followers:
             self._retries[job_id] = (rounds + 1, self._context.clock.now() + delay)
             log.warning("%s; the retry loop tries again in %.0f s", exc, delay)
         except Exception:
-            log.exception("job %s: following or delivering failed; the retry loop takes over", job_id)
+            log.exception(
+                "job %s: following or delivering failed; the retry loop takes over", job_id
+            )
         finally:
             self._busy.discard(job_id)

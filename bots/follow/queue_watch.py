@@ -44,12 +44,13 @@ class QueueWatch:
         self._service = service
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
-        self._availability = service.availability()
+        self._availability: Hashable = None  # read when ``run`` starts
         self._sleepers: set[asyncio.Future[None]] = set()
 
     async def run(self) -> None:
         """Follow the service's queue signal until cancelled."""
         version = self._service.queue_version
+        self._availability = self._service.availability()
         while True:
             version = await self._service.queue_moved(version)
             self._wake()

@@ -28,7 +28,11 @@ class Surface(Protocol):
         ...
 
     async def send_result(self, job: Job, *, anew: bool) -> None:
-        """The finished image with its caption and buttons; the status goes away."""
+        """The finished image with its caption and buttons."""
+        ...
+
+    async def remove_status(self) -> None:
+        """After the result is delivered and recorded: the status message goes, if separate."""
         ...
 
     async def send_final(self, text: str, *, anew: bool) -> None:

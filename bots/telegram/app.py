@@ -31,8 +31,8 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from backend.config import Config, TelegramConfig
 from backend.errors import AdapterUnavailable, ConfigError
 from backend.service import Service
-from bots.i18n import LANGUAGES, translate
 from bots.follow import Clock, EditBudget
+from bots.i18n import LANGUAGES, translate
 from bots.telegram.handlers import COMMANDS, TelegramHandlers
 from bots.telegram.jobs import TelegramJobs
 from bots.telegram.surface import TelegramTuning

@@ -37,7 +37,7 @@ RESET_WORDS = ("reset", "重置")
 
 
 class TelegramHandlers:
-    """The bot's commands and buttons, bound to one ``TelegramJobs`` (and through it the service)."""
+    """The bot's commands and buttons, bound to one ``TelegramJobs`` (and so to the service)."""
 
     def __init__(self, jobs: TelegramJobs) -> None:
         self.jobs = jobs
@@ -93,7 +93,9 @@ class TelegramHandlers:
         def submit(target: ReplyTarget) -> Any:
             return self.service.submit(to_request(parsed, requester, target, idempotency_key=key))
 
-        await self.jobs.start(requester.chat_id or "", message.message_id, self.language(update), submit)
+        await self.jobs.start(
+            requester.chat_id or "", message.message_id, self.language(update), submit
+        )
 
     async def status(self, update: Update, context: Context) -> None:
         """/status (admins): the backend status snapshot."""
@@ -202,7 +204,9 @@ class TelegramHandlers:
             await self._send_original(message, job.id, job.result_path)
         else:
             chat_id = str(message.chat_id)
-            await send_photo(self.jobs.bot, job, chat_id, lang, message.message_id, self.jobs.tuning)
+            await send_photo(
+                self.jobs.bot, job, chat_id, lang, message.message_id, self.jobs.tuning
+            )
         return None
 
     async def _reroll(

@@ -79,7 +79,9 @@ class TelegramJobs:
             )
         except TelegramError as exc:  # the job runs anyway; its result is posted anew
             log.warning("job %s: no status message in %s: %s", job.id, chat_id, exc)
-            self.followers.follow(job, TelegramSurface(self.bot, job.id, job.reply_to, lang, self.tuning))
+            self.followers.follow(
+                job, TelegramSurface(self.bot, job.id, job.reply_to, lang, self.tuning)
+            )
             return submission
         status_id = str(message.message_id)
         await self.service.attach_status(job.id, status_id)

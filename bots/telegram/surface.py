@@ -106,7 +106,6 @@ class TelegramSurface:
 
     async def send_result(self, job: Job, *, anew: bool) -> None:
         await send_photo(self._bot, job, self._chat_id, self.lang, self._command_id, self._tuning)
-        await self._remove_status()
 
     async def send_final(self, text: str, *, anew: bool) -> None:
         if anew or self._status_id is None:
@@ -121,13 +120,9 @@ class TelegramSurface:
     def classify(self, error: Exception) -> Failure:
         return classify(error)
 
-    async def _remove_status(self) -> None:
-        if self._status_id is None:
-            return
-        try:
+    async def remove_status(self) -> None:
+        if self._status_id is not None:
             await self._bot.delete_message(self._chat_id, self._status_id)
-        except (BadRequest, Forbidden, NetworkError) as exc:  # cosmetic: the photo is there
-            log.info("deleting status %s in %s failed: %s", self._status_id, self._chat_id, exc)
 
 
 async def send_photo(

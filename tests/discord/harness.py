@@ -3,7 +3,7 @@
 ``discord_world`` starts: the Service with the tiny FLUX engine (its factory held behind
 ``EngineGate`` until the test opens it, to exercise warm-up), the real ``MajicClient`` inside a
 simcord environment, and the adapter's job follower. Progress edits are not throttled
-(``edit_interval_s=0``) so every distinct state shows up as one edit.
+(the follower's clock runs ``SCALE`` times faster; retries are quick).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from backend.engine.factory import make_engines
 from backend.engine.protocol import Engine
 from backend.service import Service
 from bots.discord.client import MajicClient
+from bots.follow import FollowerTuning
+from bots.follow.policy import Backoff
+from tests.follow.clocks import FastClock
 
 WAIT_S = 60.0  # upper bound for any wait in these tests; hitting it fails the test
 
@@ -97,7 +100,16 @@ async def until_terminal(service: Service, job_id: str) -> JobEvent:
 
 async def idle(client: MajicClient) -> None:
     """Wait until the adapter followed and delivered every job it knows of."""
-    await asyncio.wait_for(client.deliveries.wait_idle(), WAIT_S)
+    await asyncio.wait_for(client.jobs.followers.wait_idle(), WAIT_S)
+
+
+SCALE = 20.0
+TUNING = FollowerTuning(backoff=Backoff(0.01, 0.05), retry_interval_s=0.2)
+
+
+def fast_client(config: Config, service: Service, **options: Any) -> MajicClient:
+    """The adapter's client with a fast follower clock and quick retries."""
+    return MajicClient(config, service, clock=FastClock(SCALE), tuning=TUNING, **options)
 
 
 @asynccontextmanager
@@ -105,7 +117,7 @@ async def simulated_discord(
     config: Config, service: Service, **client_options: Any
 ) -> AsyncIterator[World]:
     """The real adapter in simcord with its follower running; ``admin`` has Manage Server."""
-    client = MajicClient(config, service, edit_interval_s=0.0, **client_options)
+    client = fast_client(config, service, **client_options)
     async with simcord.run(client) as env:
         guild = env.create_guild()
         channel = guild.create_text_channel("art")
@@ -113,5 +125,5 @@ async def simulated_discord(
         bob = guild.add_member(env.create_user("bob"))
         mods = guild.create_role("mods", permissions=discord.Permissions(manage_guild=True))
         admin = guild.add_member(env.create_user("root"), roles=[mods])
-        async with client.deliveries.running():
+        async with client.jobs.followers.running():
             yield World(env, client, service, channel, alice, bob, admin)

@@ -17,6 +17,7 @@ from bots.parsing import ParseError
 from tests.discord.harness import (
     EngineGate,
     World,
+    fast_client,
     idle,
     open_service,
     response_of,
@@ -294,13 +295,13 @@ async def test_restart_between_completion_and_delivery(tiny_config: Config) -> N
     """The job finishes while the bot is down; the next start delivers it, its buttons work."""
     engines = EngineGate(tiny_config, opened=False)
     async with open_service(tiny_config, engines) as service_before:
-        env = simcord.Env(MajicClient(tiny_config, service_before, edit_interval_s=0.0))
+        env = simcord.Env(fast_client(tiny_config, service_before))
         await env.start()
         try:
             channel = env.create_guild().create_text_channel("art")
             alice = env.guild.add_member(env.create_user("alice"))
             assert isinstance(env.bot, MajicClient)
-            async with env.bot.deliveries.running():
+            async with env.bot.jobs.followers.running():
                 result = await alice.slash(channel, "imagine", prompt="a phoenix --seed 5")
             job_id = job_id_of(response_of(result))
             engines.open()
@@ -312,10 +313,10 @@ async def test_restart_between_completion_and_delivery(tiny_config: Config) -> N
 
     async with open_service(tiny_config, EngineGate(tiny_config)) as service:
         assert [job.id for job in await service.undelivered(Platform.DISCORD)] == [job_id]
-        client = MajicClient(tiny_config, service, edit_interval_s=0.0)
+        client = fast_client(tiny_config, service)
         try:
             await env.restart_bot(client)
-            async with client.deliveries.running():
+            async with client.jobs.followers.running():
                 await idle(client)
                 delivered = response_of(result)
                 reroll = await alice.click(delivered, custom_id=f"mj:vary:{job_id}")

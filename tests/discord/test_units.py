@@ -1,25 +1,38 @@
-"""Pure pieces of the Discord adapter: edit throttling, fitting an image under a size limit."""
+"""Pure pieces of the Discord adapter: classifying errors, fitting an image under a limit."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import discord
 from PIL import Image
 
-from bots.discord.delivery import EditThrottle
 from bots.discord.messages import fit_upload
+from bots.discord.surface import classify
+from bots.follow.policy import Failure
 
 
-def test_throttle_never_repeats_a_text_and_waits_between_edits() -> None:
-    free = EditThrottle(interval_s=0.0, shown="Queued, position 1")
-    assert [free.allows(t) for t in ["Queued, position 1", "Step 1/2", "Step 1/2", "Step 2/2"]] == [
-        False,
-        True,
-        False,
-        True,
-    ]
-    slow = EditThrottle(interval_s=3600.0)
-    assert [slow.allows(t) for t in ["Queued", "Step 1/2"]] == [True, False]
+class _Response:
+    """What ``discord.HTTPException`` reads from an aiohttp response."""
+
+    def __init__(self, status: int) -> None:
+        self.status, self.reason = status, "test"
+
+
+def _http(cls: type[discord.HTTPException], status: int, code: int) -> discord.HTTPException:
+    return cls(_Response(status), {"code": code, "message": "test"})  # type: ignore[arg-type]
+
+
+def test_discord_errors_are_classified_once_for_every_delivery() -> None:
+    assert classify(_http(discord.HTTPException, 401, 50027)) is Failure.GONE  # expired token
+    assert classify(_http(discord.NotFound, 404, 10015)) is Failure.GONE  # unknown webhook
+    assert classify(_http(discord.NotFound, 404, 10008)) is Failure.GONE  # unknown message
+    assert classify(_http(discord.Forbidden, 403, 50013)) is Failure.UNREACHABLE
+    assert classify(_http(discord.HTTPException, 429, 0)) is Failure.TRANSIENT
+    assert classify(_http(discord.DiscordServerError, 503, 0)) is Failure.TRANSIENT
+    assert classify(_http(discord.HTTPException, 400, 50035)) is Failure.REJECTED
+    assert classify(TimeoutError()) is Failure.TRANSIENT
+    assert classify(ValueError("a bug")) is Failure.REJECTED
 
 
 def _noise_png(path: Path, side: int = 128) -> Path:

@@ -42,14 +42,17 @@ async def test_a_lane_waits_its_interval_while_others_go() -> None:
     budget = EditBudget(clock, rate_per_s=100.0, burst=100.0)
     granted: list[str] = []
     group = _lane("group", 6.0)
-    for name, lane in (("g1", group), ("g2", group), ("p1", _lane("private", 2.0))):
+    tasks = [
         asyncio.create_task(_grab(budget, lane, RUNNING, granted, name))
+        for name, lane in (("g1", group), ("g2", group), ("p1", _lane("private", 2.0)))
+    ]
     await settle()
     assert granted == ["g1", "p1"]
     await clock.advance(5.9)
     assert granted == ["g1", "p1"]
     await clock.advance(0.2)
     assert granted == ["g1", "p1", "g2"]
+    await asyncio.gather(*tasks)
     await budget.close()
 
 
@@ -58,16 +61,19 @@ async def test_running_jobs_go_before_waiting_ones_and_nearer_before_farther() -
     budget = EditBudget(clock, rate_per_s=1.0, burst=1.0)
     granted: list[str] = []
     await budget.acquire(_lane("x"), RUNNING)  # empty the bucket
-    for name, priority in (
-        ("far", waiting_priority(150)),
-        ("near", waiting_priority(3)),
-        ("running", RUNNING),
-    ):
+    tasks = [
         asyncio.create_task(_grab(budget, _lane(name), priority, granted, name))
+        for name, priority in (
+            ("far", waiting_priority(150)),
+            ("near", waiting_priority(3)),
+            ("running", RUNNING),
+        )
+    ]
     await settle()
     assert granted == []
     await clock.advance(3.0)
     assert granted == ["running", "near", "far"]
+    await asyncio.gather(*tasks)
     await budget.close()
 
 
@@ -78,11 +84,12 @@ async def test_replies_go_first_and_edits_wait_for_them() -> None:
     for _ in range(4):  # four replies: the bucket is in debt by two, the lane busy for 4 s
         budget.spend(lane)
     granted: list[str] = []
-    asyncio.create_task(_grab(budget, lane, RUNNING, granted, "edit"))
+    task = asyncio.create_task(_grab(budget, lane, RUNNING, granted, "edit"))
     await clock.advance(2.9)
     assert granted == []
     await clock.advance(1.2)
     assert granted == ["edit"]
+    await task
     await budget.close()
 
 
@@ -92,12 +99,13 @@ async def test_a_cancelled_waiter_gives_its_turn_up() -> None:
     await budget.acquire(_lane("x"), RUNNING)
     granted: list[str] = []
     gone = asyncio.create_task(_grab(budget, _lane("a"), RUNNING, granted, "a"))
-    asyncio.create_task(_grab(budget, _lane("b"), RUNNING, granted, "b"))
+    kept = asyncio.create_task(_grab(budget, _lane("b"), RUNNING, granted, "b"))
     await settle()
     gone.cancel()
     await clock.advance(1.0)
     assert granted == ["b"]
     assert budget.granted == 2
+    await kept
     await budget.close()
 
 

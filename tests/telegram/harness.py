@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from backend.config import Config, Secret
 from backend.service import Service
+from bots.follow import FollowerTuning
+from bots.follow.policy import Backoff
 from bots.telegram.app import run_telegram
-from bots.telegram.jobs import TelegramTuning
-from tests.fakes.telegram_server import FakeTelegram, TgChat, TgUser
+from bots.telegram.surface import TelegramTuning
+from tests.fakes.telegram_server import Call, FakeTelegram, TgChat, TgUser
+from tests.follow.clocks import FastClock
 
 ADMIN = TgUser(1, "Ada", "ada", "en")
 ALICE = TgUser(1001, "Alice", "alice", "en-US")
 BO = TgUser(1002, "Bo", None, "zh-hans")
 GROUP = TgChat(-100123, "supergroup", "Painters")
-# Fast retries so that failure-and-retry tests take a fraction of a second.
-TUNING = TelegramTuning(delivery_retry_s=0.2, send_backoff_s=0.05, poll_timeout_s=5.0)
+# The follower's clock runs SCALE times faster, and the flood limits with it; retries are quick.
+SCALE = 20.0
+TUNING = TelegramTuning(
+    flood_scale=SCALE,
+    poll_timeout_s=2.0,
+    follow=FollowerTuning(backoff=Backoff(0.01, 0.05), retry_interval_s=0.2),
+)
 
 
 def telegram_config(base: Config, api: FakeTelegram, **telegram: Any) -> Config:
@@ -39,5 +47,15 @@ def telegram_config(base: Config, api: FakeTelegram, **telegram: Any) -> Config:
 @asynccontextmanager
 async def bot(config: Config, service: Service) -> AsyncIterator[None]:
     """The adapter with test tuning."""
-    async with run_telegram(config, service, TUNING):
+    async with run_telegram(config, service, TUNING, FastClock(SCALE)):
         yield
+
+
+def is_status(call: Call) -> bool:
+    """A job's status message: the one with the Cancel button."""
+    return bool(call.buttons) and call.buttons[0][1].startswith("c:")
+
+
+def status_in(chat_id: int) -> Callable[[Call], bool]:
+    """``wait_for`` filter: a job's status message in ``chat_id``."""
+    return lambda call: call.chat_id == chat_id and is_status(call)

@@ -10,7 +10,7 @@ import pytest
 from backend.config import Config, Secret
 from backend.errors import AdapterUnavailable, ConfigError, MajicbotError
 from bots.telegram.app import run_telegram
-from bots.telegram.jobs import TelegramTuning
+from bots.telegram.surface import TelegramTuning
 from tests.fakes.telegram_server import FakeTelegram
 
 FAST = TelegramTuning(connect_attempts=2, connect_backoff_s=0.01)

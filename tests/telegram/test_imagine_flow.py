@@ -22,9 +22,8 @@ from bots.i18n import translate
 from bots.render import render_caption
 from tests.backend.engines import StepEngine
 from tests.fakes.telegram_server import Call, FakeTelegram, TgUser
-from tests.telegram.harness import ALICE, BO, GROUP, bot
+from tests.telegram.harness import ALICE, BO, GROUP, bot, status_in
 
-RECEIVED = translate("job.received", "en")
 TIMEOUT_S = 60.0
 
 
@@ -61,7 +60,7 @@ async def test_imagine_photo_buttons_reroll_variation_original_delete(
         bot(tg_config, service),
     ):
         command = api.user_sends("/imagine a red fox in the snow --seed 7 --size 96x64", user=ALICE)
-        status = await api.wait_for("sendMessage", _text(ALICE.id, RECEIVED))
+        status = await api.wait_for("sendMessage", status_in(ALICE.id))
         photo = await api.wait_for("sendPhoto", timeout_s=TIMEOUT_S)
         status_id = status.result["message_id"]
         # The status message goes once the result is delivered (and recorded as delivered).

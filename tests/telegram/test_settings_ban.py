@@ -21,18 +21,23 @@ from backend.engine.factory import make_engines
 from backend.service import Service
 from bots.i18n import translate
 from tests.fakes.telegram_server import Call, FakeTelegram, TgChat, TgUser
-from tests.telegram.harness import ADMIN, ALICE, BO, GROUP, bot, telegram_config
+from tests.telegram.harness import (
+    ADMIN,
+    ALICE,
+    BO,
+    GROUP,
+    bot,
+    is_status,
+    telegram_config,
+)
 
 HINT_EN = "Change: /settings --steps 20 --ar 16:9 --guidance 4 · clear: /settings reset"
 TIMEOUT_S = 60.0
 
 
-RECEIVED = {translate("job.received", "en"), translate("job.received", "zh")}
-
-
 def _reply(chat_id: int) -> Callable[[Call], bool]:
-    """The bot's answer in ``chat_id`` (not the "Queued…" status message of /imagine)."""
-    return lambda call: call.chat_id == chat_id and call.text not in RECEIVED
+    """The bot's answer in ``chat_id`` (not the status message of an /imagine)."""
+    return lambda call: call.chat_id == chat_id and not is_status(call)
 
 
 async def _ask(
