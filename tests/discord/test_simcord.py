@@ -10,7 +10,7 @@ import simcord
 
 from backend.config import Config
 from backend.domain import Cancelled, JobStatus, Platform, Requester, Succeeded
-from backend.errors import AccessDenied, InvalidRequest
+from backend.errors import AccessDenied, InvalidRequest, NothingToCancel
 from bots.discord.client import COMMAND_HASHES_FILE, MajicClient
 from bots.discord.errors import unwrap
 from bots.parsing import ParseError
@@ -184,6 +184,7 @@ async def test_cancel_command_cancels_the_latest_queued_job(tiny_config: Config)
     ):
         nothing = await world.alice.slash(world.channel, "cancel")
         assert response_of(nothing).content == "You have no queued or running job."
+        assert [type(unwrap(e)) for e in world.env.errors] == [NothingToCancel]
         result = await world.alice.slash(world.channel, "imagine", prompt="a snail")
         job_id = job_id_of(response_of(result))
 
@@ -202,18 +203,16 @@ async def test_status_is_for_admins_only(tiny_config: Config) -> None:
         simulated_discord(tiny_config, service) as world,
     ):
         refused = await world.alice.slash(world.channel, "status")
-        shown = await world.admin.slash(world.channel, "status")
+        guild_admin = await world.admin.slash(world.channel, "status")  # Manage Server only
 
-        assert (refused.ephemeral, response_of(refused).content) == (
-            True,
-            "Sorry, /status is only for the bot's admins.",
-        )
-        assert [type(unwrap(e)) for e in world.env.errors] == [AccessDenied]
-        text = response_of(shown).content
-        assert shown.ephemeral
-        assert text.startswith("```\nmajicbot status\n") and text.endswith("\n```")
-        assert "Engine: starting (importing libraries)…" in text
-        assert "Queue: 0 waiting" in text
+        for reply in (refused, guild_admin):
+            assert (reply.ephemeral, response_of(reply).content) == (
+                True,
+                "Sorry, /status is only for the bot's admins.",
+            )
+        assert [type(unwrap(e)) for e in world.env.errors] == [AccessDenied, AccessDenied]
+        # A configured admin's /status (rendered) is covered by the Telegram adapter's tests:
+        # simcord's user ids are allocated at run time, after the config is frozen.
 
 
 async def test_out_of_range_options_are_refused_by_discord_or_explained(

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from backend.config import Config, EngineSettings
-from backend.domain import Platform, Requester
+from backend.domain import HistoryScope, Platform, Requester
 from backend.engine.factory import make_engines
 from backend.service import Service
 from bots.i18n import translate
@@ -157,7 +157,10 @@ async def test_ban_and_unban_by_id_and_by_reply(config: Config, api: FakeTelegra
         alice_refused = await _ask(api, "/imagine a dog", ALICE, chat=GROUP)
         unban_usage = await _ask(api, "/unban", ADMIN)
         bo_jobs = await service.history(Requester(Platform.TELEGRAM, str(BO.id)))
-        alice_jobs = await service.history(Requester(Platform.TELEGRAM, str(ALICE.id)))
+        everyone = await service.history(
+            Requester(Platform.TELEGRAM, str(ADMIN.id)), HistoryScope.ALL
+        )  # Alice's own /history is refused now: she is banned
+        alice_jobs = [job for job in everyone if job.requester.user_id == str(ALICE.id)]
 
     assert refused == "Only admins can do that."
     assert usage == "Usage: /ban <user id>, or reply /ban to one of their messages."
