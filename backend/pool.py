@@ -73,9 +73,8 @@ class WorkerPool:
             log.error("engine factory failed: %r", error)
         else:
             self.state = PoolState.SERVING
-        load_lock = threading.Lock()
         for name, engine in zip(_worker_names([e.device for e in engines]), engines, strict=True):
-            worker = Worker(name, engine, self._source, self._sink, load_lock)
+            worker = Worker(name, engine, self._source, self._sink)
             self.workers.append(worker)
             task = asyncio.get_running_loop().create_task(worker.run(), name=f"worker-{name}")
             task.add_done_callback(_log_crash)

@@ -32,6 +32,11 @@ log = logging.getLogger("majicbot.worker")
 
 T = TypeVar("T")
 
+# diffsynth's loader patches process-wide torch state (meta-device init), so two loads at once
+# break each other ("Cannot copy out of meta tensor"), whichever services they belong to (an
+# abandoned load of a stopped service included): one engine load at a time in the process.
+ENGINE_LOADS = threading.Lock()
+
 
 class EngineThread:
     """A single dedicated thread that runs submitted calls in order.
@@ -119,12 +124,8 @@ class Worker:
         engine: Engine,
         source: JobSource,
         sink: JobSink,
-        load_lock: threading.Lock | None = None,
     ) -> None:
         self.name = name
-        # diffsynth's loader patches process-wide torch state (meta-device init), so two loads
-        # at once break each other ("Cannot copy out of meta tensor"): workers share this lock.
-        self._load_lock = load_lock or threading.Lock()
         self.engine = engine
         self.timer = JobTimer()
         self.current: ActiveJob | None = None
@@ -209,7 +210,7 @@ class Worker:
         return True
 
     def _locked_load(self, report: LoadReport) -> None:  # engine thread
-        with self._load_lock:
+        with ENGINE_LOADS:
             self.engine.load(report)
 
     async def _run_job(self, job: Job) -> None:

@@ -113,7 +113,7 @@ def render_queued(event: Queued, lang: str) -> str:
     When no engine can run (it failed to load), the user is told so, not "position 1" forever.
     """
     if event.unavailable is not None:
-        return translate("job.unavailable", lang, reason=event.unavailable)
+        return translate("job.unavailable", lang, reason=translate(event.unavailable, lang))
     if event.warming_percent is not None:
         return translate("job.warming", lang, percent=math.floor(event.warming_percent))
     if event.eta_s is None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from backend.domain import Job, Platform
 from backend.service import Service
@@ -50,6 +51,9 @@ class Followers:
         self._busy: set[str] = set()
         self._retries: dict[str, tuple[int, float]] = {}  # job id → (failed rounds, next try)
         self._recovered = asyncio.Event()
+        # Work handed over by handlers; started by ``running``'s task, so that a follower
+        # belongs to the adapter, not to the handler (or interaction) that started the job.
+        self._inbox: asyncio.Queue[tuple[str, Coroutine[Any, Any, None]]] = asyncio.Queue()
 
     @property
     def budget(self) -> EditBudget:
@@ -64,25 +68,30 @@ class Followers:
             return False
         follower = JobFollower(job.id, surface, self._context, shown)
         self._busy.add(job.id)
-        self._tasks.spawn(self._guarded(job.id, follower.run()), name=f"follow-{job.id}")
+        self._inbox.put_nowait((f"follow-{job.id}", self._guarded(job.id, follower.run())))
         return True
 
     async def wait_idle(self) -> None:
         """Until the start-up recovery ran and no job is being followed or delivered (tests)."""
         await self._recovered.wait()
-        await self._tasks.wait_idle()
+        while not self._inbox.empty() or self._tasks:
+            await self._tasks.wait_idle()
+            await asyncio.sleep(0)  # let the inbox hand over what it holds
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """The queue watch and the retry loop run for the block; followers stop with it."""
         background = TaskSet()
         background.spawn(self._context.watch.run(), name=f"{self._platform}-queue-watch")
+        background.spawn(self._start_followers(), name=f"{self._platform}-followers")
         background.spawn(self._recover_forever(), name=f"{self._platform}-delivery-retry")
         try:
             yield
         finally:
             await background.cancel_all()
             await self._tasks.cancel_all()
+            while not self._inbox.empty():  # never started: close them unawaited-warning free
+                self._inbox.get_nowait()[1].close()
             await self._context.budget.close()
 
     async def reattach(self) -> None:
@@ -106,6 +115,11 @@ class Followers:
             self._busy.add(job.id)
             self._tasks.spawn(self._guarded(job.id, follower.deliver(job)), f"deliver-{job.id}")
 
+    async def _start_followers(self) -> None:
+        while True:
+            name, work = await self._inbox.get()
+            self._tasks.spawn(work, name=name)
+
     async def _recover_forever(self) -> None:
         try:
             await self.reattach()
@@ -119,8 +133,7 @@ class Followers:
             self._recovered.set()
             await self._context.clock.sleep(self._context.tuning.retry_interval_s)
 
-    async def _guarded(self, job_id: str, work: object) -> None:
-        assert asyncio.iscoroutine(work)
+    async def _guarded(self, job_id: str, work: Coroutine[Any, Any, None]) -> None:
         try:
             await work
             self._retries.pop(job_id, None)

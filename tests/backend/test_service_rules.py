@@ -5,6 +5,7 @@ guild admins, idempotent submits, and honest estimates (with the protocol-level 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import threading
 from collections.abc import Awaitable, Callable
@@ -164,8 +165,10 @@ async def test_a_redelivered_submit_returns_the_same_job(config: Config) -> None
         with pytest.raises(AccessDenied) as someone_else:
             await service.submit(request(user="u2", idempotency_key=key))
         other = await service.submit(request(idempotency_key="telegram:update:125"))
-    assert again == first and again.position == 1
+    assert again == dataclasses.replace(first, existing=True) and again.position == 1
+    assert not first.existing
     assert both[0].job.id == both[1].job.id
+    assert sorted(s.existing for s in both) == [False, True]
     assert other.job.id != first.job.id
     assert someone_else.value.key == "error.not_your_job"
     async with Store.open(config.db_path) as store:

@@ -92,13 +92,20 @@ def test_format_bytes_and_bar() -> None:
         (Queued("j", 3, 40.0), "Queued, position 3, about 40 s", "已排队，第 3 位，大约 40 秒"),
         (Queued("j", 1, None), "Queued, position 1", "已排队，第 1 位"),
         (Queued("j", 1, None, 63.7), "Warming up the model: 63 %", "模型预热中：63 %"),
+        (
+            Queued("j", 1, None, None, "error.model_files"),
+            "The image service is not available right now, so your request stays queued (an "
+            "admin has been told): The model files are missing on the server; an admin has to "
+            "fix this.",
+            "图片服务暂时不可用，你的请求会继续排队（已通知管理员）：服务器上缺少模型文件，需要管理员处理。",
+        ),
         (Started("j", "cuda:0"), "Starting…", "开始生成…"),
         (
             Progress("j", 12, 28, 9.0),
             "Step 12/28 · 42 % · about 9 s left",
             "第 12/28 步 · 42 % · 还需约 9 秒",
         ),
-        (Progress("j", 28, 28, None), "Step 28/28 · 100 %", "第 28/28 步 · 100 %"),
+        (Progress("j", 28, 28, 3.0), "Step 28/28 · finishing…", "第 28/28 步 · 正在收尾…"),
         (
             Succeeded("j", Path("x"), Timings(denoise_s=12.34)),
             "Done in 12.3 s.",

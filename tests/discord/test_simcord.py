@@ -50,7 +50,7 @@ def step_lines(contents: list[str | None]) -> list[list[str]]:
     return [c.split(" · ")[:2] for c in contents if c and c.startswith("Step")]
 
 
-async def test_imagine_defers_shows_warmup_and_steps_then_the_image_with_buttons(
+async def test_imagine_answers_with_warmup_then_steps_then_the_image_with_buttons(
     tiny_config: Config,
 ) -> None:
     engines = EngineGate(tiny_config, opened=False)
@@ -68,11 +68,19 @@ async def test_imagine_defers_shows_warmup_and_steps_then_the_image_with_buttons
         requests = [(r.method, r.path.split("/")[1]) for r in world.env.http_requests]
         callback = requests.index(("POST", "interactions"))
         assert callback < requests.index(("PATCH", "webhooks"))
-        assert world.env.http_requests[callback].json == {"type": 5}
-        contents = [patch.get("content") for patch in world.patches_of_original()]
-        assert contents[0] == "Warming up the model: 0 %"
-        assert "Starting…" in contents
-        assert step_lines(contents) == [["Step 1/2", "50 %"], ["Step 2/2", "100 %"]]
+        # Stored first, then answered publicly with the job's state and its Cancel button.
+        first = world.env.http_requests[callback].json
+        assert first["type"] == 4
+        assert first["data"]["content"] == "Warming up the model: 0 %"
+        assert first["data"]["components"][0]["components"][0]["custom_id"] == f"mj:cancel:{job_id}"
+        assert not first["data"].get("flags")  # public
+        contents = ["Warming up the model: 0 %"]
+        contents += [patch.get("content") for patch in world.patches_of_original()]
+        # Edits are budgeted (the latest state wins), so intermediate states may be skipped.
+        assert set(map(tuple, step_lines(contents))) <= {
+            ("Step 1/2", "50 %"),
+            ("Step 2/2", "finishing…"),
+        }
         assert contents[-1] is None  # the final edit: embed and image, no text
         assert all(a != b for a, b in itertools.pairwise(contents))
         assert buttons(message) == [

@@ -28,6 +28,7 @@ from tests.telegram.harness import (
     GROUP,
     bot,
     is_status,
+    status_in,
     telegram_config,
 )
 
@@ -150,7 +151,7 @@ async def test_ban_and_unban_by_id_and_by_reply(config: Config, api: FakeTelegra
         lifted = await _ask(api, f"/unban {BO.id}", ADMIN)
         mark = len(api.calls)
         api.user_sends("/imagine a cat", user=BO)
-        await api.wait_for("editMessageText", lambda c: c.chat_id == BO.id, since=mark)
+        await api.wait_for("sendMessage", status_in(BO.id), since=mark)
 
         said = api.user_sends("hello everyone", user=ALICE, chat=GROUP)
         by_reply = await _ask(api, "/ban", ADMIN, chat=GROUP, reply_to=said)
