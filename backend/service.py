@@ -23,9 +23,8 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
   waiting job), then only ``Started``, ``Progress`` and the terminal event. Many per job.
 - Queue positions are pulled: ``queue_version``; ``await queue_moved(after) -> int`` returns once
   the version is past ``after`` (bumped at most once per loop turn when positions, estimates or
-  engine warm-up/availability change); ``waiting(job_id) -> Queued | None`` (O(log n)).
-  Refresh a job far back every N-th move (``queue_moved(seen + N - 1)``): waiters are woken only
-  when their version is passed, so the cost follows the refreshes made.
+  engines change); ``waiting(job_id) -> Queued | None`` (O(log n)); ``queue_departures`` (a
+  position falls by at most as many) and ``availability()`` tell a follower when to re-read.
 - ``job(job_id, requester=None) -> Job`` (``JobNotFound``), ``history(requester, scope, limit)``
   (at most ``HISTORY_MAX``), ``status(requester)`` (admins only: ``status.admin_only``).
 - ``check_access(requester)`` (every command and button; stored bans included), ``is_admin``,
@@ -52,14 +51,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from enum import StrEnum
 
 from backend.access import Access
+from backend.accounts import Accounts
 from backend.admission import Admission
 from backend.cancels import Cancels
 from backend.config import Config
-from backend.defaults import check_defaults, effective_settings
 from backend.domain import (
     SEED_MAX,
     Availability,
@@ -77,7 +75,7 @@ from backend.domain import (
     UserSettings,
 )
 from backend.engine.protocol import Engine
-from backend.errors import InvalidRequest, ServiceStopping
+from backend.errors import ServiceStopping
 from backend.events import EventHub, terminal_event
 from backend.pool import WorkerPool
 from backend.positions import Board
@@ -119,6 +117,7 @@ class Service:
         )
         self._cancels = Cancels(store, self._hub, self._access, self._board, self._pool)
         self._queries = Queries(store, self._access, self._board, self._pool)
+        self._accounts = Accounts(config, self._users, self._access)
 
     @classmethod
     @asynccontextmanager
@@ -217,8 +216,7 @@ class Service:
 
     @property
     def queue_departures(self) -> int:
-        """Jobs that have left the queue so far (taken or cancelled): a position can fall by
-        at most as many since it was read."""
+        """Jobs that have left the queue so far (taken or cancelled)."""
         return self._board.departures
 
     def availability(self) -> Availability:
@@ -271,46 +269,24 @@ class Service:
         """Raise ``AccessDenied`` unless ``requester`` may act on ``job`` (access checked too)."""
         self._access.check_can_manage(job, requester)
 
-    # ---- per-user settings and moderation --------------------------------------------------------
+    # ---- per-user settings and moderation (``backend.accounts``) ---------------------------------
 
     def user_settings(self, requester: Requester) -> UserSettings:
         """The requester's own defaults and the values a bare ``/imagine`` will use."""
-        self._access.check(requester)
-        defaults = self._users.defaults(requester.platform, requester.user_id)
-        return effective_settings(defaults, self._config.limits)
+        return self._accounts.settings(requester)
 
     async def set_defaults(self, requester: Requester, defaults: Options) -> UserSettings:
-        """Merge ``defaults`` (the options given; a seed is ignored) into the requester's.
-
-        Validated exactly like a request's options (raises ``InvalidRequest`` with the same keys);
-        a new size (aspect or width/height) replaces the old one.
-        """
-        self._access.check(requester)
-        who = (requester.platform, requester.user_id)
-        merged = check_defaults(defaults, self._config.limits).over(self._users.defaults(*who))
-        await self._users.set_defaults(*who, merged)
-        return self.user_settings(requester)
+        """Merge the options given (validated like a request's; no seed) into one's defaults."""
+        return await self._accounts.set_defaults(requester, defaults)
 
     async def reset_defaults(self, requester: Requester) -> UserSettings:
         """Forget the requester's defaults: ``/imagine`` uses the configured ones again."""
-        self._access.check(requester)
-        await self._users.set_defaults(requester.platform, requester.user_id, Options())
-        return self.user_settings(requester)
+        return await self._accounts.reset_defaults(requester)
 
     async def set_banned(self, requester: Requester, user_id: str, *, banned: bool) -> None:
-        """Ban (or unban) ``user_id`` of the requester's platform; global admins only.
-
-        ``AccessDenied("error.admin_only")`` for anyone else, ``InvalidRequest(
-        "error.cannot_ban_admin")`` for an admin (who passes every check). Queued jobs stay.
-        """
-        self._access.check_admin(requester)
-        if banned and self.is_admin(replace(requester, user_id=user_id)):
-            raise InvalidRequest("error.cannot_ban_admin", user_id=user_id)
-        await self._users.set_banned(requester.platform, user_id, banned=banned)
-        action = "banned" if banned else "unbanned"
-        log.info("%s:%s %s by %s", requester.platform.value, user_id, action, requester.user_id)
+        """Ban (or unban) ``user_id`` of the requester's platform; global admins only."""
+        await self._accounts.set_banned(requester, user_id, banned=banned)
 
     async def set_hourly_quota(self, requester: Requester, user_id: str, quota: int | None) -> None:
         """Set (None: reset to the configured one) the hourly quota of ``user_id``; admins only."""
-        self._access.check_admin(requester)
-        await self._users.set_hourly_quota(requester.platform, user_id, quota)
+        await self._accounts.set_hourly_quota(requester, user_id, quota)

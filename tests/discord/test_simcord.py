@@ -70,11 +70,12 @@ async def test_imagine_answers_with_warmup_then_steps_then_the_image_with_button
         assert callback < requests.index(("PATCH", "webhooks"))
         # Stored first, then answered publicly with the job's state and its Cancel button.
         first = world.env.http_requests[callback].json
+        assert isinstance(first, dict)
         assert first["type"] == 4
         assert first["data"]["content"] == "Warming up the model: 0 %"
         assert first["data"]["components"][0]["components"][0]["custom_id"] == f"mj:cancel:{job_id}"
         assert not first["data"].get("flags")  # public
-        contents = ["Warming up the model: 0 %"]
+        contents: list[str | None] = ["Warming up the model: 0 %"]
         contents += [patch.get("content") for patch in world.patches_of_original()]
         # Edits are budgeted (the latest state wins), so intermediate states may be skipped.
         assert set(map(tuple, step_lines(contents))) <= {
