@@ -146,7 +146,6 @@ class JobFollower:
         anew = self._status_gone
         tuning, clock = self._context.tuning, self._context.clock
         for attempt in range(tuning.send_attempts):
-            self._context.budget.spend(self._surface.lane)
             try:
                 await self._send(job, anew=anew)
             except Exception as exc:
