@@ -86,4 +86,4 @@ class DiscordJobs:
         try:
             await surface.send_final(text, anew=True)
         except discord.HTTPException as exc:
-            log.warning("posting in channel %s failed: %s", surface.lang, exc)
+            log.warning("telling the user in the channel failed too: %s", exc)
