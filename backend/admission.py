@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from backend.access import Access
 from backend.config import Config
+from backend.content.controls import ContentControls
 from backend.domain import GenerationParams, ImagineRequest, Job, JobStatus, Requester
 from backend.errors import AccessDenied, LimitReached
 from backend.pool import WorkerPool
@@ -62,6 +63,7 @@ class Admission:
         access: Access,
         board: Board,
         pool: WorkerPool,
+        content: ContentControls | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -71,6 +73,7 @@ class Admission:
         self._pool = pool
         self._recent: dict[UserKey, deque[float]] = {}
         self._reserved: Counter[UserKey] = Counter()
+        self._content = content  # issue 16: prompt rules
 
     async def load(self) -> None:
         """Refill the hourly windows from SQLite (once, when the service opens)."""
@@ -86,6 +89,9 @@ class Admission:
             existing = await self._store.job_by_key(request.idempotency_key)
             if existing is not None:
                 return Admitted(self._same_requester(existing, requester), None)
+        if self._content is not None:  # issue 16: refused prompts never become jobs
+            self._content.check_prompt(request)
+            request = await self._inherit_spoiler(request)
         defaults = self._users.defaults(requester.platform, requester.user_id)
         request = replace(request, options=request.options.over(defaults))
         params = resolve_params(request, self._config.limits)
@@ -100,6 +106,15 @@ class Admission:
             self._reserved[user] -= 1
             if not self._reserved[user]:
                 del self._reserved[user]
+
+    async def _inherit_spoiler(self, request: ImagineRequest) -> ImagineRequest:
+        """A reroll or variation of a spoilered image is spoilered too (issue 16)."""
+        if request.parent_job_id is None or request.options.spoiler is not None:
+            return request
+        parent = await self._store.get_job(request.parent_job_id)
+        if parent is None or not parent.spoiler:
+            return request
+        return replace(request, options=replace(request.options, spoiler=True))
 
     def _same_requester(self, job: Job, requester: Requester) -> Job:
         if user_key(job.requester) != user_key(requester):
@@ -137,6 +152,7 @@ class Admission:
                 created_at=now,
                 parent_job_id=request.parent_job_id,
                 idempotency_key=request.idempotency_key,
+                spoiler=bool(request.options.spoiler),  # issue 16
             )
             try:
                 seq = await self._store.insert_job(job)

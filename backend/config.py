@@ -21,6 +21,7 @@ from backend.errors import ConfigError
 
 PROFILES = ("auto", "gpu", "gpu-fp8", "balanced", "lowvram")
 MODELS = ("majicflus_v1", "flux1-dev")
+CHAT_POLICIES = ("allow", "spoiler", "block")
 
 
 def _range(lo: float | None = None, hi: float | None = None, **extra: Any) -> dict[str, Any]:
@@ -129,6 +130,34 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class ContentConfig:
+    """Content controls (issue 16; ``backend.content``). Checked further in ``_check_content``."""
+
+    # Prompt rules: the built-in list (``backend.content.rules.DEFAULT_TERMS``) plus these terms;
+    # matched on whole words after folding case, width, accents, look-alikes and spacing.
+    use_default_terms: bool = True
+    blocked_terms: tuple[str, ...] = ()
+    # Python regular expressions searched in the folded prompt (validated at load).
+    blocked_patterns: tuple[str, ...] = ()
+    # Configured admins may use any prompt (their images still follow the chat's policy).
+    admins_exempt: bool = True
+    # The image safety check after each generation.
+    image_check: bool = True
+    classifier_model: str = "Falconsai/nsfw_image_detection"  # a ModelScope id
+    classifier_path: str = ""  # a folder to use instead of models_dir/<classifier_model>
+    classifier_device: str = "cpu"  # "cpu" or "cuda:N"
+    flagged_labels: tuple[str, ...] = ("nsfw",)
+    threshold: float = field(default=0.5, metadata=_range(0, 1))
+    # What a chat does with a flagged image unless an admin set its own (/policy).
+    default_policy: str = field(default="block", metadata=_choice(*CHAT_POLICIES))
+    # The same for Discord channels marked age-restricted (NSFW).
+    nsfw_channel_policy: str = field(default="allow", metadata=_choice(*CHAT_POLICIES))
+    # An image the check could not score (classifier missing or failed): "spoiler", "block", or
+    # "policy" (treated as flagged: the chat's policy decides).
+    unchecked: str = field(default="spoiler", metadata=_choice("spoiler", "block", "policy"))
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = EngineConfig()
     storage: StorageConfig = StorageConfig()
@@ -136,6 +165,7 @@ class Config:
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
     service: ServiceConfig = ServiceConfig()
+    content: ContentConfig = ContentConfig()
 
     @property
     def db_path(self) -> Path:
@@ -306,6 +336,18 @@ def _check_cross_fields(config: Config) -> None:
             raise ConfigError(
                 f'engine.devices: {device!r} is not a device; use "auto", "cpu" or "cuda:N"'
             )
+    _check_content(config.content)  # issue 16
+
+
+def _check_content(content: ContentConfig) -> None:
+    from backend.content.rules import check_rules_config
+
+    device = content.classifier_device
+    if device != "cpu" and not _is_cuda_device(device):
+        raise ConfigError(f'content.classifier_device = {device!r}: use "cpu" or "cuda:N"')
+    if content.image_check and not content.flagged_labels:
+        raise ConfigError("content.flagged_labels: name at least one label of the classifier")
+    check_rules_config(content)
 
 
 def _is_cuda_device(device: str) -> bool:

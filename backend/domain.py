@@ -35,6 +35,9 @@ class Requester:
     # A guild admin may manage (cancel, delete) jobs of that guild only; it bypasses no allowlist,
     # cap or ban, and is not an admin of the service (``backend.access`` has the rules).
     guild_admin: bool = False
+    # Set by the Discord adapter: the channel is age-restricted (``is_nsfw()``); content controls
+    # may allow flagged images there (``backend.content.policy``). Stored with the job.
+    nsfw_channel: bool = False
 
 
 # Who the local status endpoint and the CLI act as: the machine's owner, an admin.
@@ -70,6 +73,7 @@ class Options:
     height: int | None = None
     aspect: str | None = None
     guidance: float | None = None
+    spoiler: bool | None = None  # --spoiler: show the image behind a spoiler (issue 16)
 
     @property
     def is_empty(self) -> bool:
@@ -94,6 +98,7 @@ class Options:
             height=size.height,
             aspect=size.aspect,
             guidance=self.guidance if self.guidance is not None else base.guidance,
+            spoiler=self.spoiler if self.spoiler is not None else base.spoiler,
         )
 
 
@@ -134,6 +139,18 @@ class GenerationParams:
     width: int
     height: int
     guidance: float
+
+
+class Delivery(StrEnum):
+    """How a finished image reaches the chat; decided after the safety check, stored with the job.
+
+    ``backend.content.policy`` decides it from the user's ``--spoiler``, the classifier's verdict
+    and the chat's policy.
+    """
+
+    SHOW = "show"  # sent as is
+    SPOILER = "spoiler"  # sent behind a spoiler (Telegram has_spoiler, Discord SPOILER_ file)
+    WITHHELD = "withheld"  # kept on disk for admins, not sent; the user is told why
 
 
 class JobStatus(StrEnum):
@@ -186,6 +203,21 @@ class Job:
     delivered_at: float | None = None
     parent_job_id: str | None = None
     idempotency_key: str | None = None  # the platform event that asked for it (unique)
+    # Content controls (issue 16): the user's --spoiler, the safety check's verdict (None: not
+    # checked) and score, and how the image is delivered.
+    spoiler: bool = False
+    flagged: bool | None = None
+    safety_score: float | None = None
+    delivery: Delivery = Delivery.SHOW
+
+    @property
+    def shows_image(self) -> bool:
+        """A finished image that may be sent to the chat (not withheld by the content policy)."""
+        return (
+            self.status is JobStatus.SUCCEEDED
+            and self.result_path is not None
+            and self.delivery is not Delivery.WITHHELD
+        )
 
 
 # ---- job events -------------------------------------------------------------------------------
@@ -345,6 +377,38 @@ class StatusSnapshot:
     process_rss_bytes: int
     accepting: bool
     versions: tuple[tuple[str, str], ...] = ()
+    content: ContentStatus | None = None  # content controls (issue 16); None: not reported
+
+
+class SafetyState(StrEnum):
+    """The image safety check's state, for /status."""
+
+    OFF = "off"  # content.image_check = false
+    MISSING = "missing"  # enabled, but the classifier's files are absent (`majicbot download`)
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"  # the files are there but would not load
+
+
+class ChatPolicy(StrEnum):
+    """What a chat does with an image the safety check flags."""
+
+    ALLOW = "allow"  # sent as is
+    SPOILER = "spoiler"  # sent behind a spoiler
+    BLOCK = "block"  # withheld (kept for admins), the user is told why
+
+
+@dataclass(frozen=True)
+class ContentStatus:
+    """The content controls' part of /status: state of the checks and what they did lately."""
+
+    prompt_rules: int  # blocked terms and patterns in force; 0 = prompt check off
+    image_check: SafetyState
+    image_check_error: str | None
+    default_policy: ChatPolicy
+    prompts_refused_last_hour: int
+    images_flagged_last_hour: int
+    images_withheld_last_hour: int
 
 
 class HistoryScope(StrEnum):

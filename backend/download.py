@@ -27,11 +27,13 @@ def run_download(
     if not check_only:
         try:
             _download(files, out, fetch or modelscope_fetch)
+            download_classifier(config, out, fetch or modelscope_fetch)  # issue 16
         except Exception as exc:  # network, disk, auth: report it, never a traceback
             out.write(f"download failed: {exc}\n")
             return 1
         files = model_files(config)
-    return _check(files, out)
+    status = _check(files, out)
+    return max(status, check_classifier_files(config, out))  # issue 16
 
 
 def modelscope_fetch(repo: str, folder: Path, patterns: tuple[str, ...]) -> None:
@@ -68,6 +70,43 @@ def _check(files: ModelFiles, out: TextIO) -> int:
         out.write(f"{len(problems)} problem(s); fetch the files with `majicbot download`\n")
         return 1
     out.write("all model files present and recognised\n")
+    return 0
+
+
+# ---- the image safety classifier (issue 16; backend.content.classifier) -----------------------
+
+
+def download_classifier(config: Config, out: TextIO, fetch: Fetch) -> None:
+    """Fetch the safety classifier from ModelScope, when the check is on and no folder is set."""
+    from backend.content.classifier import DOWNLOAD_PATTERNS, classifier_folder
+
+    content = config.content
+    if not content.image_check:
+        return
+    folder = classifier_folder(config)
+    if content.classifier_path:
+        out.write(f"content.classifier_path is set: {folder} is yours to provide\n")
+        return
+    out.write(f"fetching {content.classifier_model} (the image safety check) into {folder}\n")
+    out.flush()
+    fetch(content.classifier_model, folder, DOWNLOAD_PATTERNS)
+
+
+def check_classifier_files(config: Config, out: TextIO) -> int:
+    """Check the safety classifier's files (no torch); 0 when usable or the check is off."""
+    from backend.content.classifier import check_classifier, classifier_folder
+
+    if not config.content.image_check:
+        return 0
+    folder = classifier_folder(config)
+    out.write(f"checking the image safety classifier in {folder}\n")
+    problems = check_classifier(folder, config.content.flagged_labels)
+    for problem in problems:
+        out.write(f"  FAIL {problem.describe(folder)}\n")
+    if problems:
+        out.write("the image safety check cannot run; fetch it with `majicbot download`\n")
+        return 1
+    out.write("  ok   classifier files present\n")
     return 0
 
 

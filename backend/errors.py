@@ -9,6 +9,7 @@
     │   ├── JobNotFound                no job with that id (or not visible to this user)
     │   ├── JobNotCancellable          the job has already finished
     │   ├── NothingToCancel            ``cancel_latest``: the user has no queued or running job
+    │   ├── PromptRefused              the prompt breaks a content rule (issue 16)
     │   └── ServiceStopping            the service is shutting down and refuses new jobs
     ├── EngineError                    generation failed; carries a message key for the user
     │   ├── ModelFilesMissing          weights absent or not recognised; lists them
@@ -73,6 +74,12 @@ class JobNotCancellable(UserError):
 
 class NothingToCancel(UserError):
     key = "cancel.nothing"
+
+
+class PromptRefused(UserError):
+    """The prompt breaks a content rule; the sentence never repeats the term."""
+
+    key = keys.PROMPT_REFUSED
 
 
 class ServiceStopping(UserError):

@@ -96,4 +96,14 @@ PARSE_SETTINGS_USAGE: Final = _key("parse.settings_usage")  # no params: no opti
 PARSE_SETTINGS_PROMPT: Final = _key("parse.settings_prompt", "text")  # words that are not options
 PARSE_SETTINGS_SEED: Final = _key("parse.settings_seed")  # no params: a default seed is refused
 
+# ---- content controls (issue 16; backend.content) ----------------------------------------------
+PROMPT_REFUSED: Final = _key("error.prompt_refused")  # PromptRefused; no params (never the term)
+# InvalidRequest: /policy allow in a Discord channel that is not age-restricted; no params
+POLICY_NEEDS_NSFW: Final = _key("error.policy_needs_nsfw")
+POLICY_USAGE: Final = _key("policy.usage")  # InvalidRequest: /policy with a word it can't read
+# The sentence for a withheld image (render_final), and AccessDenied when it is asked for again
+WITHHELD: Final = _key("content.withheld", "job_id")
+# AccessDenied: the original file of a spoilered image (a file cannot be blurred)
+SPOILER_ONLY: Final = _key("content.spoiler_only", "job_id")
+
 PARAMS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(_PARAMS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from backend.access import Access
+from backend.content.controls import ContentControls
 from backend.domain import (
     HISTORY_MAX,
     HistoryScope,
@@ -30,11 +31,19 @@ HOUR_S = 3600.0
 class Queries:
     """Read-only views over the store and the live queue."""
 
-    def __init__(self, store: Store, access: Access, board: Board, pool: WorkerPool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        access: Access,
+        board: Board,
+        pool: WorkerPool,
+        content: ContentControls | None = None,
+    ) -> None:
         self._store = store
         self._access = access
         self._board = board
         self._pool = pool
+        self._content = content  # issue 16: its part of /status
         self._started_monotonic = time.monotonic()
 
     async def job(self, job_id: str, requester: Requester | None = None) -> Job:
@@ -73,6 +82,7 @@ class Queries:
             process_rss_bytes=process_rss_bytes(),
             accepting=accepting,
             versions=versions(),
+            content=await self._content.status() if self._content is not None else None,
         )
 
     async def active_jobs(self, platform: Platform) -> list[Job]:

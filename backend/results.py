@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from backend.config import Config
+from backend.content.controls import ContentControls
 from backend.domain import Cancelled, Failed, Job, Progress, Started, Succeeded
 from backend.engine.protocol import GenerationResult
 from backend.events import EventHub
@@ -46,6 +47,9 @@ class Results:
         self._on_engine_change = on_engine_change
         self._on_job_end = on_job_end  # estimates changed (new timings, a worker is free)
         self._version = f"majicbot {dict(versions())['majicbot']}"  # read once: metadata is slow
+        self.content: ContentControls | None = (
+            None  # issue 16: the safety check, set by the service
+        )
 
     async def started(self, worker: Worker, active: ActiveJob) -> None:
         job = active.job
@@ -69,6 +73,9 @@ class Results:
             log.error("job %s: writing %s failed: %s", job.id, path, exc)
             await self.failed(worker, active, "error.engine", f"writing the image failed: {exc}")
             return
+        if self.content is not None:  # issue 16: the safety check, before it is deliverable
+            verdict = await self.content.judge(job, result.image)
+            await self._store.set_verdict(job.id, verdict.flagged, verdict.score, verdict.delivery)
         timings = replace(result.timings, wait_s=max(0.0, active.started_at - job.created_at))
         await self._store.mark_succeeded(
             job.id, path, timings, time.time(), result.prompt_truncated

@@ -33,6 +33,8 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
   retry delivery after a restart.
 - ``user_settings``, ``set_defaults``, ``reset_defaults``: per-user defaults (``Options`` without a
   seed; ``backend.defaults``). ``set_banned``, ``set_hourly_quota``: admins only.
+- ``content`` (issue 16): ``policy_of``/``set_policy`` (a chat's policy for flagged images),
+  ``check_deliverable`` (withheld images stay withheld); refused prompts raise ``PromptRefused``.
 
 Behaviour worth knowing (user-facing keys are listed in ``backend.validation``):
 - Engines: until one is ready, waiting jobs show ``Queued.warming_percent``. If every engine failed
@@ -58,6 +60,7 @@ from backend.accounts import Accounts
 from backend.admission import Admission
 from backend.cancels import Cancels
 from backend.config import Config
+from backend.content.controls import ContentControls
 from backend.domain import (
     SEED_MAX,
     Availability,
@@ -107,16 +110,19 @@ class Service:
         self._users = Users(store, config.limits)
         self._access = Access(config, self._users)
         self._board = Board()
+        # Content controls (issue 16): adapters use its policy_of, set_policy, check_deliverable.
+        self.content = ContentControls(config, store, self._access)
         results = Results(
             config, store, self._hub, lambda: self._pool.engine_changed(), self._board.bump
         )
+        results.content = self.content
         self._pool = WorkerPool(self._board, results, self._board.bump)
         self._board.attach(self._pool)
         self._admission = Admission(
-            config, store, self._users, self._access, self._board, self._pool
+            config, store, self._users, self._access, self._board, self._pool, self.content
         )
         self._cancels = Cancels(store, self._hub, self._access, self._board, self._pool)
-        self._queries = Queries(store, self._access, self._board, self._pool)
+        self._queries = Queries(store, self._access, self._board, self._pool, self.content)
         self._accounts = Accounts(config, self._users, self._access)
 
     @classmethod
@@ -130,6 +136,7 @@ class Service:
             await service._users.load()
             await service._admission.load()
             await recover(store, service._board)
+            await service.content.open()
             service._pool.build(engine_factory)
             log.info("service open: %d job(s) queued from the last run", len(service._board))
             try:
@@ -143,6 +150,7 @@ class Service:
         log.info("stopping: no new jobs; waiting up to %.0f s for running jobs", grace_s)
         self._board.close()
         await self._pool.stop(grace_s)
+        await self.content.close()
         self.state = ServiceState.STOPPED
         self._hub.close()
         log.info("stopped")

@@ -21,6 +21,8 @@ from typing import Any
 import aiosqlite
 
 from backend.domain import (
+    ChatPolicy,
+    Delivery,
     GenerationParams,
     Job,
     JobStatus,
@@ -102,6 +104,23 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
     CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key);
     """,
+    # 2 → 3 (issue 16, content controls): the user's --spoiler, whether the channel was marked
+    # age-restricted, the safety check's verdict and the delivery it chose; per-chat policies.
+    """
+    ALTER TABLE jobs ADD COLUMN spoiler INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN nsfw_channel INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN flagged INTEGER;
+    ALTER TABLE jobs ADD COLUMN safety_score REAL;
+    ALTER TABLE jobs ADD COLUMN delivery TEXT NOT NULL DEFAULT 'show';
+    CREATE TABLE IF NOT EXISTS chat_policies (
+        platform TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at REAL NOT NULL,
+        PRIMARY KEY (platform, chat_id)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -143,6 +162,11 @@ _JOB_COLUMNS: dict[str, Callable[[Job], Any]] = {
     "delivered_at": lambda j: j.delivered_at,
     "parent_job_id": lambda j: j.parent_job_id,
     "idempotency_key": lambda j: j.idempotency_key,
+    "spoiler": lambda j: int(j.spoiler),
+    "nsfw_channel": lambda j: int(j.requester.nsfw_channel),
+    "flagged": lambda j: None if j.flagged is None else int(j.flagged),
+    "safety_score": lambda j: j.safety_score,
+    "delivery": lambda j: j.delivery.value,
 }
 _INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"
@@ -377,6 +401,46 @@ class Store:
             ),
         )
 
+    # ---- content controls (issue 16) ----------------------------------------------------------
+
+    async def set_verdict(
+        self, job_id: str, flagged: bool | None, score: float | None, delivery: Delivery
+    ) -> None:
+        """Record the safety check's verdict and the delivery it chose (before it is delivered)."""
+        flag = None if flagged is None else int(flagged)
+        await self._update(job_id, flagged=flag, safety_score=score, delivery=delivery.value)
+
+    async def content_counts(self, since: float) -> tuple[int, int]:
+        """(images flagged, images withheld) among jobs finished since ``since``."""
+        rows = await self._fetch(
+            "SELECT COUNT(*) FILTER (WHERE flagged = 1) AS flagged, "
+            "  COUNT(*) FILTER (WHERE delivery = 'withheld') AS withheld "
+            "FROM jobs WHERE finished_at >= ?",
+            (since,),
+        )
+        return rows[0]["flagged"], rows[0]["withheld"]
+
+    async def chat_policies(self) -> list[tuple[Platform, str, ChatPolicy]]:
+        """Every policy an admin set for a chat: (platform, chat id, policy)."""
+        rows = await self._fetch("SELECT platform, chat_id, policy FROM chat_policies")
+        return [(Platform(r["platform"]), r["chat_id"], ChatPolicy(r["policy"])) for r in rows]
+
+    async def put_chat_policy(
+        self, platform: Platform, chat_id: str, policy: ChatPolicy | None, set_by: str, at: float
+    ) -> None:
+        """Set a chat's policy; None forgets it (the configured default applies again)."""
+        if policy is None:
+            await self._db.execute(
+                "DELETE FROM chat_policies WHERE platform = ? AND chat_id = ?",
+                (platform.value, chat_id),
+            )
+            return
+        await self._db.execute(
+            "INSERT OR REPLACE INTO chat_policies (platform, chat_id, policy, set_by, set_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (platform.value, chat_id, policy.value, set_by, at),
+        )
+
     # ---- helpers ------------------------------------------------------------------------------
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -433,6 +497,7 @@ def _row_job(row: sqlite3.Row) -> Job:
             chat_id=row["chat_id"],
             guild_id=row["guild_id"],
             language=row["language"],
+            nsfw_channel=bool(row["nsfw_channel"]),
         ),
         reply_to=ReplyTarget(
             chat_id=row["reply_chat_id"],
@@ -453,6 +518,10 @@ def _row_job(row: sqlite3.Row) -> Job:
         delivered_at=row["delivered_at"],
         parent_job_id=row["parent_job_id"],
         idempotency_key=row["idempotency_key"],
+        spoiler=bool(row["spoiler"]),
+        flagged=None if row["flagged"] is None else bool(row["flagged"]),
+        safety_score=row["safety_score"],
+        delivery=Delivery(row["delivery"]),
     )
 
 

@@ -4,7 +4,7 @@ Accepted option forms (anywhere in the text, case-insensitive names):
 
     --seed 42    --seed=42    seed=42    ——seed 42    —seed ４２    --steps 20
     --ar 16:9    --ar 16：9   --size 1024x768   --size 1024×768   1024x768 (a bare token)
-    --guidance 3.5
+    --guidance 3.5    --spoiler (a flag: no value)
 
 The dash may be ``--`` or one or two of the dashes Chinese and smart-punctuation input methods
 produce (``—`` ``——`` ``–`` ``－``); values are NFKC-normalised so full-width digits, colons and
@@ -75,6 +75,7 @@ EXAMPLES: dict[str, str] = {
     "ar": "--ar 16:9",
     "size": "--size 1024x768",
     "guidance": "--guidance 3.5",
+    "spoiler": "--spoiler",
 }
 _ALIASES: dict[str, str] = {
     "seed": "seed",
@@ -85,7 +86,9 @@ _ALIASES: dict[str, str] = {
     "size": "size",
     "guidance": "guidance",
     "cfg": "guidance",
+    "spoiler": "spoiler",
 }
+FLAGS = frozenset({"spoiler"})  # options without a value (issue 16)
 KNOWN_OPTIONS = ", ".join(f"--{name}" for name in EXAMPLES)
 
 # One or two of these make an option prefix (a single ASCII "-" does not: "-5 degrees").
@@ -164,6 +167,7 @@ _VALUE_PARSERS: dict[str, Callable[[str, str], object]] = {
     "guidance": _parse_guidance,
     "ar": _parse_ratio,
     "size": _parse_size,
+    "spoiler": lambda option, raw: True,
 }
 
 
@@ -197,6 +201,7 @@ class _Collector:
             height=height,
             aspect=aspect if isinstance(aspect, str) else None,
             guidance=guidance if isinstance(guidance, float) else None,
+            spoiler=True if self.values.get("spoiler") else None,
         )
         return ParsedImagine(prompt, options)
 
@@ -270,6 +275,11 @@ def _collect(text: str) -> _Collector:
                 collector.words.append(token)
             continue
         name, value = option
+        if name in FLAGS:
+            if value is not None:
+                raise _bad(name, value)
+            collector.add(name, "")
+            continue
         if value is None:
             if index >= len(tokens):
                 raise ParseError("parse.missing_value", option=f"--{name}", example=EXAMPLES[name])
@@ -293,6 +303,8 @@ def format_options(parsed: ParsedImagine) -> str:
         parts.append(f"--size {options.width}x{options.height}")
     if options.guidance is not None:
         parts.append(f"--guidance {options.guidance!r}")
+    if options.spoiler:
+        parts.append("--spoiler")
     return " ".join(parts)
 
 

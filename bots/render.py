@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from backend.domain import (
     Cancelled,
+    ChatPolicy,
     ComponentState,
+    ContentStatus,
     EngineState,
     Failed,
     Job,
@@ -141,6 +143,8 @@ def render_final(job: Job, lang: str) -> str:
     """The sentence for a job that ended without an image (failed or cancelled)."""
     if job.status is JobStatus.CANCELLED:
         return translate("job.cancelled", lang)
+    if job.status is JobStatus.SUCCEEDED:  # issue 16: withheld by the chat's content policy
+        return translate("content.withheld", lang, job_id=job.id)
     reason = translate(job.error_key or "error.engine", lang)
     return translate("job.failed", lang, reason=reason)
 
@@ -309,10 +313,45 @@ def render_status(snapshot: StatusSnapshot, lang: str) -> str:
     else:
         lines.append(translate("status.running_none", lang))
     lines.append(_render_throughput(snapshot, lang))
+    if snapshot.content is not None:
+        lines += render_content_status(snapshot.content, lang)
     uptime = format_duration(snapshot.uptime_s, lang)
     rss = format_bytes(snapshot.process_rss_bytes)
     lines.append(translate("status.uptime", lang, uptime=uptime, rss=rss))
     return "\n".join(lines)
+
+
+def render_policy(
+    stored: ChatPolicy | None, effective: ChatPolicy, lang: str, *, changed: bool
+) -> str:
+    """/policy's answer: what this chat does with flagged images, and whether it is the default."""
+    name = translate(f"policy.name.{effective.value}", lang)
+    source = translate("policy.own" if stored is not None else "policy.default", lang)
+    key = "policy.changed" if changed else "policy.current"
+    return translate(key, lang, policy=name, source=source)
+
+
+def render_content_status(content: ContentStatus, lang: str) -> list[str]:
+    """The content controls in /status: rules in force, the image check, the last hour."""
+    check = translate(f"status.content.check_{content.image_check.value}", lang)
+    if content.image_check_error:
+        check = f"{check} ({content.image_check_error})"
+    return [
+        translate("status.content.rules", lang, count=content.prompt_rules),
+        translate(
+            "status.content.image_check",
+            lang,
+            state=check,
+            policy=translate(f"policy.name.{content.default_policy.value}", lang),
+        ),
+        translate(
+            "status.content.counts",
+            lang,
+            refused=content.prompts_refused_last_hour,
+            flagged=content.images_flagged_last_hour,
+            withheld=content.images_withheld_last_hour,
+        ),
+    ]
 
 
 def _render_throughput(snapshot: StatusSnapshot, lang: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.config import Config
+from tests.content.fixtures import NO_IMAGE_CHECK
 from tests.tinyflux import register_tiny_models, write_tiny_models
 
 # ---- tiny FLUX (engine) -----------------------------------------------------------------------
@@ -36,4 +37,5 @@ def tiny_config(tmp_path: Path, tiny_models_dir: Path) -> Config:
         limits=dataclasses.replace(
             base.limits, default_side=64, min_side=64, max_side=256, default_steps=2
         ),
+        content=NO_IMAGE_CHECK,
     )

@@ -21,7 +21,15 @@ def requester_of(interaction: discord.Interaction[Any], config: DiscordConfig) -
         guild_id=str(interaction.guild_id) if interaction.guild_id else None,
         language=str(interaction.locale),
         guild_admin=has_admin_role_or_permission(interaction, config),
+        nsfw_channel=is_nsfw_channel(interaction),
     )
+
+
+def is_nsfw_channel(interaction: discord.Interaction[Any]) -> bool:
+    """The channel is marked age-restricted (content controls may allow flagged images there)."""
+    channel = interaction.channel
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
 
 
 def has_admin_role_or_permission(

@@ -13,7 +13,7 @@ from typing import Any
 
 import discord
 
-from backend.domain import ReplyTarget, Requester, Submission
+from backend.domain import Delivery, ReplyTarget, Requester, Submission
 from bots.discord.context import BotContext, context_of
 from bots.discord.errors import report_error
 from bots.discord.messages import fit_upload, result_embed
@@ -81,6 +81,9 @@ async def _get(interaction: discord.Interaction[Any], context: BotContext, job_i
     requester = context.requester(interaction)
     job = await context.service.job(job_id, requester)
     context.service.check_can_manage(job, requester)
+    context.service.content.check_deliverable(
+        job, requester, unblurred=False
+    )  # issue 16: withheld images stay
     lang = context.language(interaction)
     if job.result_path is None:
         await interaction.response.send_message(translate("cb.not_ready", lang), ephemeral=True)
@@ -93,7 +96,7 @@ async def _get(interaction: discord.Interaction[Any], context: BotContext, job_i
     await interaction.followup.send(
         content=note or discord.utils.MISSING,
         embed=result_embed(job, lang, upload.filename),
-        file=upload.file(),
+        file=upload.file(spoiler=job.delivery is Delivery.SPOILER),  # issue 16
         ephemeral=True,
     )
 

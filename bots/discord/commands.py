@@ -26,6 +26,7 @@ from backend.domain import (
 )
 from bots.discord.actions import start_job
 from bots.discord.context import context_of
+from bots.discord.policy import policy_command
 from bots.discord.translator import text
 from bots.discord.views import history_view
 from bots.i18n import translate
@@ -54,10 +55,16 @@ async def imagine(
     steps: int | None,
     aspect: str | None,
     guidance: float | None,
+    spoiler: bool = False,
 ) -> None:
     """Parse and submit (a refusal is ephemeral), then answer publicly and follow the job."""
     parsed = merge_options(
-        parse_imagine(prompt), seed=seed, steps=steps, aspect=aspect, guidance=guidance
+        parse_imagine(prompt),
+        seed=seed,
+        steps=steps,
+        aspect=aspect,
+        guidance=guidance,
+        spoiler=True if spoiler else None,  # issue 16
     )
     service = context_of(interaction).service
     key = f"discord:{interaction.id}"
@@ -158,6 +165,7 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
         steps=text("discord.opt.steps"),
         aspect=text("discord.opt.aspect"),
         guidance=text("discord.opt.guidance"),
+        spoiler=text("discord.opt.spoiler"),
     )
     @app_commands.describe(
         prompt=text("discord.optdesc.prompt"),
@@ -165,6 +173,7 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
         steps=text("discord.optdesc.steps"),
         aspect=text("discord.optdesc.aspect"),
         guidance=text("discord.optdesc.guidance"),
+        spoiler=text("discord.optdesc.spoiler"),
     )
     @app_commands.choices(aspect=ratios)
     async def imagine_command(
@@ -174,8 +183,9 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
         steps: Range[int, 1, limits.max_steps] | None = None,
         aspect: str | None = None,
         guidance: Range[float, limits.min_guidance, limits.max_guidance] | None = None,
+        spoiler: bool = False,
     ) -> None:
-        await imagine(interaction, prompt, seed, steps, aspect, guidance)
+        await imagine(interaction, prompt, seed, steps, aspect, guidance, spoiler)
 
     @app_commands.command(name=text("discord.name.status"), description=text("cmd.status"))
     async def status_command(interaction: discord.Interaction[Any]) -> None:
@@ -243,3 +253,4 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
     tree.add_command(cancel_command)
     tree.add_command(ban_command)
     tree.add_command(unban_command)
+    tree.add_command(policy_command())  # issue 16

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import discord
 
-from backend.domain import Job
+from backend.domain import Delivery, Job
 from bots.i18n import translate
 from bots.render import format_seconds, shorten
 
@@ -25,9 +25,10 @@ class Upload:
     filename: str = "image.png"
     recompressed_as: str | None = None
 
-    def file(self) -> discord.File:
-        """A fresh ``discord.File`` (one is consumed by each send attempt)."""
-        return discord.File(io.BytesIO(self.data), filename=self.filename)
+    def file(self, *, spoiler: bool = False) -> discord.File:
+        """A fresh ``discord.File`` (one is consumed by each send attempt); ``spoiler`` names it
+        ``SPOILER_…`` so that Discord blurs it until clicked."""
+        return discord.File(io.BytesIO(self.data), filename=self.filename, spoiler=spoiler)
 
 
 def fit_upload(path: Path, limit_bytes: int) -> Upload:
@@ -52,7 +53,11 @@ def fit_upload(path: Path, limit_bytes: int) -> Upload:
 
 
 def result_embed(job: Job, lang: str, filename: str) -> discord.Embed:
-    """Prompt, seed, steps, size, guidance, seconds, job id and who asked, around the image."""
+    """Prompt, seed, steps, size, guidance, seconds, job id and who asked, around the image.
+
+    A spoilered image (``Delivery.SPOILER``) is not put in the embed, which cannot blur it: it
+    stays a plain ``SPOILER_`` attachment below the embed.
+    """
     params = job.params
     embed = discord.Embed(description=shorten(params.prompt, _EMBED_DESCRIPTION_LIMIT))
     fields = [
@@ -69,5 +74,6 @@ def result_embed(job: Job, lang: str, filename: str) -> discord.Embed:
     ]
     for key, value in fields:
         embed.add_field(name=translate(key, lang), value=value, inline=True)
-    embed.set_image(url=f"attachment://{filename}")
+    if job.delivery is not Delivery.SPOILER:  # issue 16
+        embed.set_image(url=f"attachment://{filename}")
     return embed

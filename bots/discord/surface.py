@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import discord
 
-from backend.domain import Job
+from backend.domain import Delivery, Job
 from bots.discord.messages import DEFAULT_FILESIZE_LIMIT, Upload, fit_upload, result_embed
 from bots.discord.views import progress_view, result_view
 from bots.follow import Lane
@@ -114,7 +114,7 @@ class DiscordSurface:
         return {
             "content": note,
             "embed": result_embed(job, self.lang, upload.filename),
-            "attachments": [upload.file()],
+            "attachments": [upload.file(spoiler=job.delivery is Delivery.SPOILER)],  # issue 16
             "view": result_view(job.id, self.lang),
         }
 

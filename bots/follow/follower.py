@@ -7,7 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from backend.domain import TERMINAL_EVENTS, Job, JobEvent, JobStatus, Progress, Queued, Started
+from backend.domain import TERMINAL_EVENTS, Job, JobEvent, Progress, Queued, Started
 from backend.service import Service
 from bots.follow.budget import RUNNING, EditBudget, waiting_priority
 from bots.follow.clock import Clock
@@ -165,7 +165,7 @@ class JobFollower:
                 return
             await self._context.service.mark_delivered(job.id)
             log.info("job %s delivered (%s)", job.id, job.status.value)
-            if job.status is JobStatus.SUCCEEDED and not anew:
+            if job.shows_image and not anew:
                 await self._remove_status()
             return
 
@@ -176,7 +176,7 @@ class JobFollower:
             log.info("job %s: removing the status failed: %s", self.job_id, exc)
 
     async def _send(self, job: Job, *, anew: bool) -> None:
-        if job.status is JobStatus.SUCCEEDED and job.result_path is not None:
+        if job.shows_image:  # not withheld by the content policy (issue 16)
             await self._surface.send_result(job, anew=anew)
         else:
             await self._surface.send_final(render_final(job, self._surface.lang), anew=anew)

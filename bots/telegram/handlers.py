@@ -24,6 +24,7 @@ from bots.parsing import parse_imagine, parse_settings, to_request
 from bots.render import render_history, render_settings, render_status
 from bots.telegram.jobs import TelegramJobs
 from bots.telegram.keyboards import Action, ButtonPress, decode, history_keyboard
+from bots.telegram.policy import register_policy
 from bots.telegram.surface import send_photo
 
 log = logging.getLogger("majicbot.telegram")
@@ -55,6 +56,7 @@ class TelegramHandlers:
         application.add_handler(CommandHandler("ban", self.ban, only_new))
         application.add_handler(CommandHandler("unban", self.unban, only_new))
         application.add_handler(CommandHandler(["start", "help"], self.help, only_new))
+        register_policy(application, self)  # issue 16: /policy
         application.add_handler(CallbackQueryHandler(self.button))
         application.add_error_handler(self.on_error)
 
@@ -199,6 +201,8 @@ class TelegramHandlers:
             return "cb.deleted"
         if job.status is not JobStatus.SUCCEEDED or job.result_path is None:
             return "cb.not_ready"
+        unblurred = press.action is Action.ORIGINAL  # issue 16: withheld and spoilered images
+        self.service.content.check_deliverable(job, requester, unblurred=unblurred)
         await query.answer(translate("cb.sending", lang))
         if press.action is Action.ORIGINAL:
             await self._send_original(message, job.id, job.result_path)

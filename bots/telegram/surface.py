@@ -27,7 +27,7 @@ from telegram.error import (
     TimedOut,
 )
 
-from backend.domain import Job, ReplyTarget
+from backend.domain import Delivery, Job, ReplyTarget
 from bots.follow import FollowerTuning, Lane
 from bots.follow.policy import Failure, SurfaceGone
 from bots.render import render_caption
@@ -142,6 +142,7 @@ async def send_photo(
             reply_markup=result_keyboard(job.id, lang),
             reply_parameters=reply_to(reply_to_id),
             filename=f"{job.id}.png",
+            has_spoiler=job.delivery is Delivery.SPOILER,  # issue 16
             read_timeout=tuning.upload_timeout_s(len(photo)),
         )
     except TimedOut as exc:

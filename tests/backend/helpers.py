@@ -20,6 +20,7 @@ from backend.domain import (
     Requester,
 )
 from backend.service import Service
+from tests.content.fixtures import NO_IMAGE_CHECK
 
 TIMEOUT_S = 30.0
 
@@ -33,6 +34,7 @@ def make_config(data_dir: Path, **limits: Any) -> Config:
         storage=dataclasses.replace(base.storage, data_dir=data_dir),
         limits=dataclasses.replace(base.limits, **{**small, **limits}),
         service=dataclasses.replace(base.service, stop_grace_s=0.0),
+        content=NO_IMAGE_CHECK,
     )
 
 

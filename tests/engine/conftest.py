@@ -11,6 +11,7 @@ import pytest
 from backend.config import Config, EngineSettings
 from backend.domain import EngineState
 from backend.engine.diffsynth_engine import DiffsynthEngine
+from tests.content.fixtures import NO_IMAGE_CHECK
 
 
 def tiny_engine_config(models_dir: Path, data_dir: Path) -> Config:
@@ -22,6 +23,7 @@ def tiny_engine_config(models_dir: Path, data_dir: Path) -> Config:
             base.engine, models_dir=models_dir, devices=("cpu",), t5_max_tokens=64
         ),
         storage=dataclasses.replace(base.storage, data_dir=data_dir),
+        content=NO_IMAGE_CHECK,
     )
 
 
