@@ -39,3 +39,22 @@ def tiny_config(tmp_path: Path, tiny_models_dir: Path) -> Config:
         ),
         content=NO_IMAGE_CHECK,
     )
+
+
+# ---- tiny safety classifiers (content controls, issue 16) --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nsfw_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ViT classifier (transformers, safetensors) that flags every image."""
+    from tests.content.fixtures import write_tiny_classifier
+
+    return write_tiny_classifier(tmp_path_factory.mktemp("classifier-nsfw"), "nsfw")
+
+
+@pytest.fixture(scope="session")
+def normal_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ViT classifier that flags no image."""
+    from tests.content.fixtures import write_tiny_classifier
+
+    return write_tiny_classifier(tmp_path_factory.mktemp("classifier-normal"), "normal")

@@ -9,13 +9,14 @@ Folding (``fold``), in order:
    (``nudе`` with a Cyrillic ``е``), and leetspeak digits and signs become letters
    (``n00d``, ``p0rn``, ``s3x``, ``$ex``, ``@``);
 5. punctuation *inside* a word joins it (``n.u.d.e``, ``nu-de``, ``s*e*x`` → one word), and a run
-   of single letters separated by spaces is one word (``n u d e`` → ``nude``);
+   of single letters separated by spaces is one word (``n u d e`` → ``nude``), inside which terms
+   are looked for anywhere (``a n u d e`` → ``anude``);
 6. words are separated by single spaces.
 
 A term matches whole words of the folded prompt (with an optional plural ``s``/``es``), so
 ``Scunthorpe``, ``grape``, ``therapist`` or ``analysis`` never match ``cunt``, ``rape``,
 ``rapist`` or ``anal``. A term in a script without spaces between words (Chinese, Japanese) matches
-anywhere. Patterns are Python regular expressions searched in the folded prompt.
+anywhere, spaces ignored. Patterns are Python regular expressions searched in the folded prompt.
 
 What it cannot catch: misspellings, synonyms, other languages than those listed, and a word split
 by spaces into pieces longer than one letter (``nu de``). A rule list is a speed bump, not a wall;
@@ -163,6 +164,17 @@ def fold(text: str, *, alternative: bool = False) -> str:
 
     ``alternative`` reads ``1`` as ``l`` (not ``i``), and ``!``/``|`` as letters.
     """
+    return " ".join(_join_spelled_out(_words(text, alternative)))
+
+
+def spelled_out(text: str, *, alternative: bool = False) -> list[str]:
+    """Runs of three or more single letters (``a n u d e`` → ``anude``): a term is looked for
+    anywhere inside them, since the word boundaries are gone (``a`` joined the run)."""
+    runs = _join_spelled_out(_words(text, alternative), runs_only=True)
+    return [run for run in runs if len(run) >= 3]
+
+
+def _words(text: str, alternative: bool) -> list[str]:
     text = unicodedata.normalize("NFKC", text).casefold()
     text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     text = unicodedata.normalize("NFD", text)
@@ -170,11 +182,10 @@ def fold(text: str, *, alternative: bool = False) -> str:
     table = _FOLD_TABLE_ALT if alternative else _FOLD_TABLE
     text = unicodedata.normalize("NFC", text).translate(table)
     words = ["".join(c for c in chunk if _WORD_CHARS.match(c)) for chunk in text.split()]
-    words = [word.replace("_", "") for word in words]
-    return " ".join(_join_spelled_out([word for word in words if word]))
+    return [word for word in (w.replace("_", "") for w in words) if word]
 
 
-def _join_spelled_out(words: list[str]) -> list[str]:
+def _join_spelled_out(words: list[str], *, runs_only: bool = False) -> list[str]:
     """``["draw", "n", "u", "d", "e"]`` → ``["draw", "nude"]``: single letters form one word."""
     joined: list[str] = []
     run = ""
@@ -185,7 +196,8 @@ def _join_spelled_out(words: list[str]) -> list[str]:
         if run:
             joined.append(run)
             run = ""
-        joined.append(word)
+        if not runs_only:
+            joined.append(word)
     if run:
         joined.append(run)
     return joined
@@ -215,7 +227,10 @@ class PromptRules:
 
     def __init__(self, terms: tuple[str, ...], patterns: tuple[str, ...] = ()) -> None:
         self.terms = terms
-        self._terms = [re.compile(_term_regex(fold(term))) for term in terms if fold(term)]
+        folded = [fold(term) for term in terms]
+        self._terms = [re.compile(_term_regex(term)) for term in folded if term]
+        self._bare = [re.compile(re.escape(term.replace(" ", ""))) for term in folded if term]
+        self._cjk = [_is_cjk(term[0]) or _is_cjk(term[-1]) for term in folded if term]
         self._patterns = [re.compile(pattern) for pattern in patterns]
 
     @classmethod
@@ -232,8 +247,14 @@ class PromptRules:
         if not len(self):
             return None
         readings = (fold(prompt), fold(prompt, alternative=True))
-        for index, term in enumerate(self._terms):
+        runs = [*spelled_out(prompt), *spelled_out(prompt, alternative=True)]
+        compact = readings[0].replace(" ", "")  # CJK: spaces do not separate words
+        for index, (term, bare) in enumerate(zip(self._terms, self._bare, strict=True)):
             if any(term.search(folded) for folded in readings):
+                return RuleMatch("term", index)
+            if any(bare.search(run) for run in runs):
+                return RuleMatch("term", index)
+            if self._cjk[index] and bare.search(compact):
                 return RuleMatch("term", index)
         for index, pattern in enumerate(self._patterns):
             if any(pattern.search(folded) for folded in readings):
