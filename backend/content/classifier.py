@@ -115,7 +115,9 @@ class ImageClassifier:
     def load(cls, folder: Path, flagged_labels: tuple[str, ...], device: str) -> ImageClassifier:
         """Import transformers, load the model in eval mode on ``device``."""
         from transformers import AutoModelForImageClassification
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # one log line below says it loaded
         model = AutoModelForImageClassification.from_pretrained(str(folder), local_files_only=True)
         model.eval().to(device)
         id2label = {int(i): str(label) for i, label in model.config.id2label.items()}

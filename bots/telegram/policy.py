@@ -25,15 +25,15 @@ if TYPE_CHECKING:
 RESET_WORDS = ("default", "reset", "默认", "重置")
 
 
-def parse_policy_word(args: list[str]) -> ChatPolicy | str | None:
-    """``ChatPolicy``, None for "default", or "" when no word was given (show only)."""
+def parse_policy_word(args: list[str]) -> tuple[bool, ChatPolicy | None]:
+    """(change it?, the new policy: None for "default"); ``policy.usage`` for anything else."""
     if not args:
-        return ""
+        return False, None
     word = " ".join(args).strip().lower()
     if word in RESET_WORDS:
-        return None
+        return True, None
     try:
-        return ChatPolicy(word)
+        return True, ChatPolicy(word)
     except ValueError:
         raise InvalidRequest(keys.POLICY_USAGE) from None
 
@@ -49,14 +49,11 @@ def register_policy(
         assert message is not None
         requester, lang = handlers.requester(update), handlers.language(update)
         handlers.service.check_access(requester)
-        wanted = parse_policy_word(context.args or [])
-        if wanted == "":
-            view = handlers.service.content.policy_of(requester)
-            changed = False
-        else:
-            assert not isinstance(wanted, str)
+        change, wanted = parse_policy_word(context.args or [])
+        if change:
             view = await handlers.service.content.set_policy(requester, wanted)
-            changed = True
-        await message.reply_text(render_policy(view.stored, view.effective, lang, changed=changed))
+        else:
+            view = handlers.service.content.policy_of(requester)
+        await message.reply_text(render_policy(view.stored, view.effective, lang, changed=change))
 
     application.add_handler(CommandHandler("policy", policy, filters.UpdateType.MESSAGE))
