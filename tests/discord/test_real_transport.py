@@ -60,6 +60,7 @@ async def test_one_imagine_end_to_end_over_a_real_gateway(tiny_config: Config) -
         "cancel",
         "ban",
         "unban",
+        "policy",
     }
     assert final.body["content"] == (
         "PNG 超过了 Discord 在这里允许的大小，所以发送的是高质量的 JPEG。"
