@@ -146,6 +146,8 @@ class ContentConfig:
     classifier_model: str = "Falconsai/nsfw_image_detection"  # a ModelScope id
     classifier_path: str = ""  # a folder to use instead of models_dir/<classifier_model>
     classifier_device: str = "cpu"  # "cpu" or "cuda:N"
+    # bfloat16 halves the CPU cost where the CPU has bf16 instructions (AVX512-BF16, AMX).
+    classifier_dtype: str = field(default="bfloat16", metadata=_choice("bfloat16", "float32"))
     flagged_labels: tuple[str, ...] = ("nsfw",)
     threshold: float = field(default=0.5, metadata=_range(0, 1))
     # What a chat does with a flagged image unless an admin set its own (/policy).

@@ -112,21 +112,24 @@ class ImageClassifier:
         self._device = device
 
     @classmethod
-    def load(cls, folder: Path, flagged_labels: tuple[str, ...], device: str) -> ImageClassifier:
-        """Import transformers, load the model in eval mode on ``device``."""
+    def load(
+        cls, folder: Path, flagged_labels: tuple[str, ...], device: str, dtype: str = "float32"
+    ) -> ImageClassifier:
+        """Import transformers, load the model in eval mode on ``device`` in ``dtype``."""
+        import torch
         from transformers import AutoModelForImageClassification
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         model = AutoModelForImageClassification.from_pretrained(str(folder), local_files_only=True)
-        model.eval().to(device)
+        model.eval().to(device, dtype=getattr(torch, dtype))
         id2label = {int(i): str(label) for i, label in model.config.id2label.items()}
         flagged = [i for i, label in id2label.items() if label in flagged_labels]
         if not flagged:
             raise ValueError(f"the classifier has no label among {flagged_labels}")
         side = int(getattr(model.config, "image_size", 224))
         prep = Preprocessing.read(folder, side)
-        log.info("safety classifier loaded from %s on %s (%s)", folder, device, id2label)
+        log.info("safety classifier loaded from %s on %s %s (%s)", folder, device, dtype, id2label)
         return cls(model, flagged, prep, device)
 
     def score(self, image: Image) -> float:

@@ -139,6 +139,7 @@ class ContentControls:
                 self._folder,
                 content.flagged_labels,
                 content.classifier_device,
+                content.classifier_dtype,
             )
         except Exception as exc:
             self._state, self._error = SafetyState.FAILED, repr(exc)

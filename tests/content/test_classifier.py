@@ -39,6 +39,9 @@ def test_the_tiny_classifiers_flag_every_image_or_none(
     # The score is the summed probability of the flagged labels.
     both = ImageClassifier.load(nsfw_classifier_dir, ("nsfw", "normal"), "cpu")
     assert abs(both.score(_image()) - 1.0) < 1e-5
+    # bfloat16 (the default on the CPU) gives the same verdicts.
+    half = ImageClassifier.load(nsfw_classifier_dir, ("nsfw",), "cpu", "bfloat16")
+    assert half.score(_image()) > 0.99
 
 
 def test_check_reports_missing_and_unusable_files(
