@@ -4,8 +4,9 @@
 
 Writes a full-size random-weight ViT-base classifier (the shape of the default
 ``Falconsai/nsfw_image_detection``: patch 16, 224×224, hidden 768, 12 layers, 2 labels; ~86 M
-parameters) with safetensors into a temporary folder, loads it through the product's ``ImageClassifier`` and scores 1024×1024 images
-(resize and normalisation included, as in production). Prints load time and per-image latency.
+parameters) with safetensors into a temporary folder, loads it through the product's
+``ImageClassifier`` and scores 1024×1024 images (resize and normalisation included, as in
+production). Prints load time and per-image latency.
 """
 
 from __future__ import annotations
