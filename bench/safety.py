@@ -59,8 +59,7 @@ def main() -> None:
         load_s = time.perf_counter() - started
         rng = np.random.default_rng(0)
         images = [
-            Image.fromarray(rng.integers(0, 255, (1024, 1024, 3), dtype=np.uint8))
-            for _ in range(3)
+            Image.fromarray(rng.integers(0, 255, (1024, 1024, 3), dtype=np.uint8)) for _ in range(3)
         ]
         for image in images:  # warm-up
             classifier.score(image)
