@@ -131,3 +131,18 @@ def test_good_content_config_loads(tmp_path: Path) -> None:
     assert config.content == dataclasses.replace(
         ContentConfig(), blocked_terms=("clown",), blocked_patterns=("a+b",), unchecked="policy"
     )
+
+
+def test_spoiler_is_a_flag_without_a_value() -> None:
+    from backend.domain import Options
+    from bots.parsing import ParsedImagine, ParseError, format_options, parse_imagine
+
+    assert parse_imagine("a fox --spoiler --seed 3") == ParsedImagine(
+        "a fox", Options(seed=3, spoiler=True)
+    )
+    assert parse_imagine("a fox ——spoiler").options.spoiler is True
+    assert parse_imagine("a fox").options.spoiler is None
+    assert format_options(parse_imagine("a fox --spoiler --seed 3")) == "--seed 3 --spoiler"
+    with pytest.raises(ParseError) as refused:
+        parse_imagine("a fox --spoiler=yes")
+    assert (refused.value.key, refused.value.params["option"]) == ("parse.bad_value", "--spoiler")

@@ -364,7 +364,7 @@ def test_chinese_command_names_and_descriptions_are_registered() -> None:
         "status",
         "unban",
     ]
-    assert commands["policy"]["default_member_permissions"] == "32"  # Manage Server
+    assert str(commands["policy"]["default_member_permissions"]) == "32"  # Manage Server
     imagine = commands["imagine"]
     assert imagine["name_localizations"] == {"zh-CN": "画图"}
     assert imagine["description_localizations"] == {"zh-CN": "根据文字生成图片"}
