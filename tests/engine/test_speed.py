@@ -14,8 +14,8 @@ from backend.domain import GenerationParams
 from backend.engine.diffsynth_engine import DiffsynthEngine, compile_sizes
 from backend.engine.fp8 import fp8_compute_refusal
 from backend.engine.optimize import distinct_sizes, image_tokens
-from backend.engine.prompt_cache import PromptCache
 from backend.engine.profiles import AUTO_ORDER, choose_profile
+from backend.engine.prompt_cache import PromptCache
 from backend.engine.protocol import Optimization
 from tests.engine.test_profiles import FLUX, GPU, card
 
