@@ -203,7 +203,7 @@ def main_probe(args: argparse.Namespace, res: dict[str, Any]) -> None:
     res.update({
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]
+        "cudnn": torch.backends.cudnn.version(),
         "gpu": torch.cuda.get_device_name(0),
         "capability": list(torch.cuda.get_device_capability(0)),
     })  # fmt: skip

@@ -375,7 +375,7 @@ def sdpa_backend(torch: Any) -> str:
 
 def wait_compiled(engine: Any, timeout_s: float) -> bool:
     """Poll until the first image size is compiled (or the compile failed / timed out)."""
-    from backend.engine.protocol import Optimization
+    from backend.domain import Optimization
 
     deadline = time.time() + timeout_s
     while time.time() < deadline:

@@ -29,7 +29,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from backend.config import EngineSettings
-from backend.domain import ComponentState, EngineState, GenerationParams, LoadState, Timings
+from backend.domain import (
+    ComponentState,
+    EngineState,
+    GenerationParams,
+    LoadState,
+    Optimization,
+    OptimizationState,
+    Timings,
+)
 from backend.engine.files import (
     LOAD_ORDER,
     Component,
@@ -40,14 +48,7 @@ from backend.engine.files import (
     model_files,
 )
 from backend.engine.profiles import Choice, Memory, Placement, choose_profile
-from backend.engine.protocol import (
-    CancelCheck,
-    GenerationResult,
-    LoadReport,
-    Optimization,
-    OptimizationState,
-    StepCallback,
-)
+from backend.engine.protocol import CancelCheck, GenerationResult, LoadReport, StepCallback
 from backend.engine.readahead import ReadAhead
 from backend.errors import (
     EngineError,
@@ -117,7 +118,8 @@ class DiffsynthEngine:
     def state(self) -> EngineState:
         """Current snapshot; safe from any thread (VRAM figures are refreshed by the engine)."""
         with self._lock:
-            return self._state
+            state = self._state
+        return dataclasses.replace(state, optimization=self.optimization())
 
     def optimization(self) -> OptimizationState:
         """Where the compiled path stands ("optimizing…" / "optimized"); safe from any thread."""
@@ -132,9 +134,8 @@ class DiffsynthEngine:
     def _update(self, report: LoadReport | None = None, **changes: Any) -> None:
         with self._lock:
             self._state = dataclasses.replace(self._state, **changes)
-            snapshot = self._state
         if report is not None:
-            report(snapshot)
+            report(self.state())
 
     def _set_component(self, report: LoadReport, component: Component, **changes: Any) -> None:
         with self._lock:
@@ -143,8 +144,7 @@ class DiffsynthEngine:
                 for c in self._state.components
             )
             self._state = dataclasses.replace(self._state, components=parts)
-            snapshot = self._state
-        report(snapshot)
+        report(self.state())
 
     # ---- load ----------------------------------------------------------------------------
 
@@ -287,6 +287,7 @@ class DiffsynthEngine:
         why_not = self._why_not_compiled(choice)
         if why_not is not None:
             self._optimization = OptimizationState(Optimization.OFF, why_not)
+            report(self.state())
             return
         settings = self._compile_settings(choice)
 
@@ -352,7 +353,7 @@ class DiffsynthEngine:
         from diffsynth.pipelines.flux_image import FluxImagePipeline
 
         # The classes FluxImagePipeline.from_pretrained uses (T5TokenizerFast is a lazy alias).
-        t5_tokenizer: Any = transformers.T5TokenizerFast  # type: ignore[attr-defined]
+        t5_tokenizer: Any = transformers.T5TokenizerFast
         clip_tokenizer: Any = transformers.CLIPTokenizer
         pipe = FluxImagePipeline(device=self._device, torch_dtype=self._torch.bfloat16)
         pipe.tokenizer_1 = clip_tokenizer.from_pretrained(str(self._files.tokenizer_1))
@@ -630,11 +631,6 @@ def _fp8_note(wanted: bool, active: bool, refusal: str | None) -> str:
     if active:
         return "; fp8 compute on (fp8 weights and fp8 matmuls in the DiT)"
     return "; engine.fp8_compute applies to gpu-fp8 only, this profile computes in bf16"
-
-
-def compile_sizes(config: Config) -> list[tuple[int, int]]:
-    """(height, width) of the default image, then of every configured aspect ratio."""
-    return list(EngineSettings.of(config).compile_sizes)
 
 
 def _host_available_bytes() -> int:

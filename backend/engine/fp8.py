@@ -54,7 +54,7 @@ def fp8_compute_refusal(device: str, capability: tuple[int, int] | None) -> str 
     return None
 
 
-class CastLinear(torch.nn.Module):
+class CastLinear(torch.nn.Module):  # type: ignore[misc]  # torch is not followed by mypy
     """A Linear whose weight rests in fp8 and is cast to the activation dtype on every call."""
 
     weight: torch.Tensor
@@ -72,7 +72,7 @@ class CastLinear(torch.nn.Module):
         return torch.nn.functional.linear(x, self.weight.to(x.dtype), bias)
 
 
-class Fp8Linear(torch.nn.Module):
+class Fp8Linear(torch.nn.Module):  # type: ignore[misc]
     """``x @ W.T + b`` on the fp8 tensor cores.
 
     ``W`` is float8_e4m3fn (out, in) with one float32 scale per output channel; ``x`` is scaled

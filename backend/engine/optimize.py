@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.engine.protocol import Optimization, OptimizationState
+from backend.domain import Optimization, OptimizationState
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,15 @@ Call order, always from the worker's own thread (never the event loop):
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from backend.domain import EngineState, GenerationParams, Timings
+from backend.domain import (
+    EngineState,
+    GenerationParams,
+    Timings,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -26,28 +29,6 @@ StepCallback = Callable[[int, int], None]
 
 # Polled from the engine thread once per step; True means raise GenerationCancelled.
 CancelCheck = Callable[[], bool]
-
-
-class Optimization(enum.StrEnum):
-    """Where an engine's compiled (faster) path stands. The engine serves from the moment it is
-    ready, eager at first; compilation never blocks a job."""
-
-    OFF = "off"  # not compiled: engine.compile = false, the CPU, or a streaming profile
-    OPTIMIZING = "optimizing"  # compiling in a background thread; jobs run eager meanwhile
-    OPTIMIZED = "optimized"  # compiled; jobs from the next one on run the compiled path
-    FAILED = "failed"  # compilation failed; jobs keep running eager (detail says why)
-
-
-@dataclass(frozen=True)
-class OptimizationState:
-    """What ``/status`` shows as "optimizing…" / "optimized" for one engine."""
-
-    phase: Optimization = Optimization.OFF
-    detail: str = ""  # what is compiled (path, mode, sizes) or why it is off / failed
-    sizes_done: int = 0  # image sizes compiled so far (each aspect ratio is one shape)
-    sizes_total: int = 0
-    compile_s: float | None = None  # wall seconds of the background compile, once done
-    cache: str = ""  # "cold", or "warm" when saved compile artefacts were loaded first
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 
 from backend.config import Config, EngineSettings
-from backend.domain import GenerationParams
-from backend.engine.diffsynth_engine import DiffsynthEngine, compile_sizes
+from backend.domain import GenerationParams, Optimization
+from backend.engine.diffsynth_engine import DiffsynthEngine
 from backend.engine.fp8 import fp8_compute_refusal
 from backend.engine.optimize import distinct_sizes, image_tokens
 from backend.engine.profiles import AUTO_ORDER, choose_profile
 from backend.engine.prompt_cache import PromptCache
-from backend.engine.protocol import Optimization
 from tests.engine.test_profiles import FLUX, GPU, card
 
 PROMPT = "a photo of a cat"
@@ -162,7 +161,7 @@ def test_auto_prefers_gpu_fp8_only_with_fp8_compute() -> None:
 
 
 def test_compile_sizes_start_with_the_default_and_merge_transposed_ratios() -> None:
-    sizes = compile_sizes(Config())
+    sizes = list(EngineSettings.of(Config()).compile_sizes)
     assert sizes[0] == (1024, 1024)
     distinct = distinct_sizes(sizes)
     assert distinct[0] == (1024, 1024)

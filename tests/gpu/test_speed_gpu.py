@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from backend.config import Config
-from backend.domain import GenerationParams
+from backend.config import Config, EngineSettings
+from backend.domain import GenerationParams, Optimization
 from backend.engine.diffsynth_engine import DiffsynthEngine
-from backend.engine.protocol import Optimization
 from tests.gpu.conftest import ROOT
 
 pytestmark = pytest.mark.gpu
@@ -75,7 +74,7 @@ def fast(
     if torch_cuda.cuda.get_device_capability(0) < (8, 9):
         pytest.skip("fp8 compute needs compute capability 8.9")
     config = speed_config(gpu_models_dir, "gpu-fp8", fp8=True, compile_on=True)
-    engine = DiffsynthEngine(config, "cuda:0")
+    engine = DiffsynthEngine(EngineSettings.of(config), "cuda:0")
     started = time.perf_counter()
     engine.load(lambda _state: None)
     gpu_report["fast"] = {
@@ -126,7 +125,7 @@ def test_fp8_against_bf16_error_is_bounded(
     from bench.compile_probe import dit_step, step_inputs
 
     config = speed_config(gpu_models_dir, "gpu", fp8=False, compile_on=False)
-    lossless = DiffsynthEngine(config, "cuda:0")
+    lossless = DiffsynthEngine(EngineSettings.of(config), "cuda:0")
     lossless.load(lambda _state: None)
     try:
         inputs = step_inputs(torch_cuda, lossless._pipe.dit)
