@@ -52,8 +52,20 @@ class EngineConfig:
     vram_margin_gb: float = field(default=2.0, metadata=_range(0, 64))
     # Run a tiny generation after loading so the first user does not pay for lazy init.
     warmup: bool = True
-    # torch.compile the repeated DiT blocks (slow first image, faster steady state).
-    compile: bool = False
+    # torch.compile the repeated DiT blocks of the resident profiles (gpu, gpu-fp8) in a
+    # background thread; jobs run eager until the compiled path takes over (never blocks
+    # readiness). Artefacts persist under <storage.data_dir>/compile. Ignored on the CPU.
+    compile: bool = True
+    # "auto" = Inductor's "default" (compiles in seconds); "max-autotune-no-cudagraphs" gives
+    # faster fp8 kernels after minutes of background compile (BENCHMARKS.md).
+    compile_mode: str = field(
+        default="auto", metadata=_choice("auto", "default", "max-autotune-no-cudagraphs")
+    )
+    # fp8 weights *and* fp8 matmuls for the DiT (lossy; cards of compute capability >= 8.9):
+    # gpu-fp8 computes in fp8 and auto prefers it. Elsewhere refused with a note in /status.
+    fp8_compute: bool = False
+    # Text embeddings kept per prompt for Reroll/Variations (~4 MB of VRAM each); 0 = off.
+    prompt_cache_entries: int = field(default=32, metadata=_range(0, 1024))
     # Tokens kept of the prompt by T5 (FLUX.1 was trained with 512).
     t5_max_tokens: int = field(default=512, metadata=_range(64, 512))
 
@@ -189,11 +201,25 @@ class EngineSettings:
 
     engine: EngineConfig
     max_pixels: int
+    # (height, width) the background compile prepares: the default square, then every ratio.
+    compile_sizes: tuple[tuple[int, int], ...] = ()
+    data_dir: Path = Path("data")  # compile artefacts persist under data_dir / "compile"
 
     @classmethod
     def of(cls, config: Config) -> EngineSettings:
+        from backend.validation import aspect_size  # validation imports this module
+
         limits = config.limits
-        return cls(config.engine, max(limits.max_pixels, limits.default_side**2))
+        sizes = [(limits.default_side, limits.default_side)]
+        for ratio in limits.aspect_ratios:
+            width, height = aspect_size(ratio, limits)
+            sizes.append((height, width))
+        return cls(
+            config.engine,
+            max(limits.max_pixels, limits.default_side**2),
+            tuple(sizes),
+            config.storage.data_dir,
+        )
 
 
 _TOKEN_ENV = {"telegram": "TELEGRAM_BOT_TOKEN", "discord": "DISCORD_BOT_TOKEN"}

@@ -325,6 +325,28 @@ class ComponentState:
         return self.bytes_read / self.bytes_total if self.bytes_total else 0.0
 
 
+class Optimization(StrEnum):
+    """Where an engine's compiled (faster) path stands. The engine serves from the moment it is
+    ready, eager at first; compilation never blocks a job."""
+
+    OFF = "off"  # not compiled: engine.compile = false, the CPU, or a streaming profile
+    OPTIMIZING = "optimizing"  # compiling in a background thread; jobs run eager meanwhile
+    OPTIMIZED = "optimized"  # compiled; jobs from the next one on run the compiled path
+    FAILED = "failed"  # compilation failed; jobs keep running eager (detail says why)
+
+
+@dataclass(frozen=True)
+class OptimizationState:
+    """What ``/status`` shows as "optimizing…" / "optimized" for one engine."""
+
+    phase: Optimization = Optimization.OFF
+    detail: str = ""  # what is compiled (path, mode, sizes) or why it is off / failed
+    sizes_done: int = 0  # image sizes compiled so far (each aspect ratio is one shape)
+    sizes_total: int = 0
+    compile_s: float | None = None  # wall seconds of the background compile, once done
+    cache: str = ""  # "cold", or "warm" when saved compile artefacts were loaded first
+
+
 @dataclass(frozen=True)
 class EngineState:
     """Snapshot of one engine (one worker's pipeline)."""
@@ -338,6 +360,7 @@ class EngineState:
     error: str | None = None
     vram_used_bytes: int | None = None
     vram_total_bytes: int | None = None
+    optimization: OptimizationState = OptimizationState()
 
     @property
     def ready(self) -> bool:

@@ -20,6 +20,8 @@ from backend.domain import (
     JobEvent,
     JobStatus,
     LoadState,
+    Optimization,
+    OptimizationState,
     Progress,
     Queued,
     RunningJob,
@@ -277,11 +279,26 @@ def render_engine(engine: EngineState, lang: str) -> list[str]:
         fraction = engine.load_fraction
         bar = progress_bar(fraction)
         lines.append(translate("status.warming", lang, bar=bar, percent=percent(fraction)))
+    optimization = render_optimization(engine.optimization, lang)
+    if optimization:
+        lines.append(optimization)
     if engine.vram_used_bytes is not None and engine.vram_total_bytes:
         used, total = format_bytes(engine.vram_used_bytes), format_bytes(engine.vram_total_bytes)
         lines.append(translate("status.vram", lang, used=used, total=total))
     lines += ["  " + render_component(c, lang) for c in engine.components]
     return [line.rstrip() for line in lines]
+
+
+def render_optimization(state: OptimizationState, lang: str) -> str:
+    """ "Optimizing… (2/7 sizes)", "Optimized (compiled in 17.1 s)", or why it failed; "" if off."""
+    if state.phase is Optimization.OPTIMIZING:
+        return translate("status.optimizing", lang, done=state.sizes_done, total=state.sizes_total)
+    if state.phase is Optimization.OPTIMIZED:
+        seconds = format_seconds(state.compile_s or 0.0)
+        return translate("status.optimized", lang, seconds=seconds, cache=state.cache)
+    if state.phase is Optimization.FAILED:
+        return translate("status.optimize_failed", lang, error=state.detail)
+    return ""
 
 
 def render_running(job: RunningJob, lang: str) -> str:
