@@ -120,7 +120,7 @@ class ImageClassifier:
         from transformers import AutoModelForImageClassification
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        transformers_logging.disable_progress_bar()
         model = AutoModelForImageClassification.from_pretrained(str(folder), local_files_only=True)
         model.eval().to(device, dtype=getattr(torch, dtype))
         id2label = {int(i): str(label) for i, label in model.config.id2label.items()}
