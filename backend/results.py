@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from backend.config import Config
-from backend.content.controls import ContentControls
+from backend.content.controls import PLAIN, ContentControls
 from backend.domain import Cancelled, Failed, Job, Progress, Started, Succeeded
 from backend.engine.protocol import GenerationResult
 from backend.events import EventHub
@@ -75,7 +75,10 @@ class Results:
             return
         if self.content is not None:  # issue 16: the safety check, before it is deliverable
             verdict = await self.content.judge(job, result.image)
-            await self._store.set_verdict(job.id, verdict.flagged, verdict.score, verdict.delivery)
+            if verdict != PLAIN:  # the stored defaults already say "not checked, shown"
+                await self._store.set_verdict(
+                    job.id, verdict.flagged, verdict.score, verdict.delivery
+                )
         timings = replace(result.timings, wait_s=max(0.0, active.started_at - job.created_at))
         await self._store.mark_succeeded(
             job.id, path, timings, time.time(), result.prompt_truncated

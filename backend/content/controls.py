@@ -69,6 +69,9 @@ class Verdict:
     delivery: Delivery
 
 
+PLAIN = Verdict(None, None, Delivery.SHOW)  # not checked, sent as is: the stored default
+
+
 @dataclass(frozen=True)
 class PolicyView:
     """A chat's policy as /policy shows it: the stored one (None: default) and the effective one."""
