@@ -106,13 +106,24 @@ class Followers:
             rounds, due = self._retries.get(job.id, (0, 0.0))
             if job.id in self._busy or due > now:
                 continue
+            # The list may be stale: a follower can have delivered (and left _busy) while it was
+            # read. Claim the job first, then look again (it marks delivered before leaving).
+            self._busy.add(job.id)
+            try:
+                delivered = (await self._service.job(job.id)).delivered_at is not None
+            except BaseException:
+                self._busy.discard(job.id)
+                raise
+            if delivered:
+                self._busy.discard(job.id)
+                continue
             if rounds >= self._context.tuning.retry_rounds:
                 log.warning("job %s: giving up delivery after %d rounds", job.id, rounds)
                 await self._service.mark_delivered(job.id)
                 self._retries.pop(job.id, None)
+                self._busy.discard(job.id)
                 continue
             follower = JobFollower(job.id, self._surface_for(job), self._context, None)
-            self._busy.add(job.id)
             self._tasks.spawn(self._guarded(job.id, follower.deliver(job)), f"deliver-{job.id}")
 
     async def _start_followers(self) -> None:
