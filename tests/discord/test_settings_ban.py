@@ -144,7 +144,7 @@ def test_bounds_are_the_configured_limits_and_admin_commands_are_hidden_from_mem
     commands = {c["name"]: c for c in asyncio.run(payload())}
     prompt = commands["imagine"]["options"][0]
     assert (prompt["name"], prompt["max_length"]) == ("prompt", Config().limits.max_prompt_chars)
-    manage_guild = str(discord.Permissions(manage_guild=True).value)
+    manage_guild = discord.Permissions(manage_guild=True).value
     hidden = {name for name, c in commands.items() if c.get("default_member_permissions")}
     assert hidden == {"status", "ban", "unban"}
     assert {commands[name]["default_member_permissions"] for name in hidden} == {manage_guild}
