@@ -121,11 +121,9 @@ class MajicClient(discord.Client):
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         """Answer what nothing else will: buttons we did not make, modal submits."""
-        data: Any = interaction.data or {}
         if interaction.type is discord.InteractionType.component:
-            custom_id = data.get("custom_id")
-            if isinstance(custom_id, str) and CUSTOM_ID_PATTERN.fullmatch(custom_id):
-                return  # a JobButton: handle_button answers it
+            if _reaches_a_job_button(interaction):
+                return  # handle_button answers it
         elif interaction.type is not discord.InteractionType.modal_submit:
             return  # commands and autocomplete: the tree answers them
         refusal = InvalidRequest(keys.BUTTON_EXPIRED)
@@ -145,6 +143,20 @@ class MajicClient(discord.Client):
         except discord.HTTPException:
             # Keep serving with the commands Discord already has; the next start retries.
             log.exception("syncing application commands failed")
+
+
+def _reaches_a_job_button(interaction: discord.Interaction[Any]) -> bool:
+    """Whether discord.py hands this click to a :class:`JobButton`: an id of ours, on a button
+    that the clicked message really carries (discord.py drops the click otherwise)."""
+    data: Any = interaction.data or {}
+    custom_id, message = data.get("custom_id"), interaction.message
+    if not isinstance(custom_id, str) or not CUSTOM_ID_PATTERN.fullmatch(custom_id):
+        return False
+    if message is None or data.get("component_type") != discord.ComponentType.button.value:
+        return False
+    view_class = discord.ui.LayoutView if message.flags.components_v2 else discord.ui.View
+    view = view_class.from_message(message, timeout=None)
+    return any(getattr(item, "custom_id", None) == custom_id for item in view.walk_children())
 
 
 def _guard_interaction_parser(state: Any) -> None:

@@ -10,6 +10,7 @@ the failing input is in the assertion message.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 SEED = 13
 
@@ -123,3 +124,85 @@ def telegram_command(rng: random.Random) -> str:
     else:
         text = rng.choice(("/status", "/help", "/start", "/status extra", "/help " + "x" * 4000))
     return text[:4096]
+
+
+# ---- Discord: raw option lists (``FakeDiscord.slash`` takes them as given) ------------------
+
+STRING, INTEGER, BOOLEAN, USER, NUMBER = 3, 4, 5, 6, 10
+_WRONG_VALUES: tuple[Any, ...] = (
+    None, "", "abc", "²", -1, 0, 2**40, 3.5, float("1e308"), True, [1], {"a": 1}, "x" * 5000,
+)  # fmt: skip
+_TYPED: dict[str, tuple[int, tuple[Any, ...]]] = {
+    "seed": (INTEGER, (42, 0, 4294967295)),
+    "steps": (INTEGER, (1, 2, 50)),
+    "aspect": (STRING, ("16:9", "1:1")),
+    "guidance": (NUMBER, (3.5, 1.0, 10)),
+}
+
+
+def _option(rng: random.Random, name: str, kind: int, good: tuple[Any, ...]) -> dict[str, Any]:
+    """``name`` with a good value (mostly), a wrong value, a wrong type code, or no value."""
+    roll = rng.random()
+    if roll < 0.6:
+        return {"name": name, "type": kind, "value": rng.choice(good)}
+    if roll < 0.85:
+        return {"name": name, "type": kind, "value": rng.choice(_WRONG_VALUES)}
+    if roll < 0.95:
+        return {"name": name, "type": rng.choice((STRING, INTEGER, BOOLEAN, NUMBER, 1)),
+                "value": rng.choice(good)}  # fmt: skip
+    return {"name": name, "type": kind}
+
+
+def imagine_options(rng: random.Random) -> list[dict[str, Any]]:
+    """The options of a /imagine payload: prompt (mostly), typed options, extras, duplicates."""
+    options = []
+    if rng.random() < 0.9:
+        prompt = imagine_text(rng, rng.choice((200, 1000, 1001, 6000, 7000)))
+        options.append(_option(rng, "prompt", STRING, (prompt,)))
+    for name in rng.sample(list(_TYPED), k=rng.randint(0, 3)):
+        kind, good = _TYPED[name]
+        options.append(_option(rng, name, kind, good))
+    if rng.random() < 0.08:
+        options.append({"name": rng.choice(("foo", "prompt", "seed", "")), "type": 3, "value": "x"})
+    rng.shuffle(options)
+    return options
+
+
+def discord_command(rng: random.Random) -> tuple[str, list[dict[str, Any]]]:
+    """A slash command name and its raw options, from sane to impossible."""
+    roll = rng.random()
+    if roll < 0.60:
+        return "imagine", imagine_options(rng)
+    if roll < 0.67:
+        return "cancel", [_option(rng, "job", STRING, (junk(rng, 5000), "nojob"))] * rng.randint(
+            0, 1
+        )
+    if roll < 0.72:
+        return "history", [_option(rng, "count", INTEGER, (1, 5, 25))] * rng.randint(0, 1)
+    if roll < 0.78:
+        names = rng.sample(["steps", "aspect", "guidance", "reset"], k=rng.randint(0, 3))
+        return "settings", [
+            _option(rng, n, *(_TYPED.get(n) or (BOOLEAN, (True, False)))) for n in names
+        ]
+    if roll < 0.81:
+        return "status", []
+    if roll < 0.86:
+        name = rng.choice(("ban", "unban"))
+        return name, [_option(rng, "user", USER, ("600000000000000009",))] * rng.randint(0, 1)
+    name = rng.choice(("imagine2", "IMAGINE", "", "x" * 200, "foo", "imagine"))
+    return name, [{"name": "sub", "type": 1, "options": []}] if name == "imagine" else []
+
+
+def custom_id(rng: random.Random, job_ids: list[str]) -> str:
+    """A button's custom_id: ours for real or made-up jobs, or anything else."""
+    action = rng.choice(("reroll", "vary", "delete", "cancel", "get", "foo", ""))
+    return rng.choice(
+        (
+            f"mj:{action}:{rng.choice(job_ids or ['nojob'])}",
+            f"mj:{action}:{junk(rng, 80)}",
+            f"mj:{action}:",
+            junk(rng, 100),
+            "mj:get:../../etc/passwd",
+            "x" * 100,
+        )
+    )
