@@ -35,6 +35,8 @@ from bots.parsing import ParsedImagine, ParseError, format_options, parse_imagin
         ("a cat －－seed 3", ParsedImagine("a cat", Options(seed=3))),
         ("a cat --seed42", ParsedImagine("a cat", Options(seed=42))),
         ("a cat -—seed 3", ParsedImagine("a cat", Options(seed=3))),
+        ("a cat ––seed 3", ParsedImagine("a cat", Options(seed=3))),
+        ("a cat --ar=16:9", ParsedImagine("a cat", Options(aspect="16:9"))),
         ("a cat ——ＳＥＥＤ ４２", ParsedImagine("a cat", Options(seed=42))),
         ("a cat --ar 16／9", ParsedImagine("a cat", Options(aspect="16:9"))),
         ("a cat --guidance .5", ParsedImagine("a cat", Options(guidance=0.5))),
