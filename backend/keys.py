@@ -98,7 +98,7 @@ PARSE_SETTINGS_SEED: Final = _key("parse.settings_seed")  # no params: a default
 
 # ---- Discord interactions the adapter refuses before any command runs (InvalidRequest) ---------
 DISCORD_BAD_OPTION: Final = _key("discord.bad_option", "option")  # a wrong, missing or extra option
-DISCORD_STALE_COMMAND: Final = _key("discord.stale_command")  # no params: unknown or changed command
+DISCORD_STALE_COMMAND: Final = _key("discord.stale_command")  # no params: unknown/changed command
 BUTTON_EXPIRED: Final = _key("cb.expired")  # no params: a button (custom_id) we did not make
 
 PARAMS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(_PARAMS)
