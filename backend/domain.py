@@ -373,6 +373,7 @@ class StatusSnapshot:
 class HistoryScope(StrEnum):
     """Whose jobs ``Service.history`` lists; CHAT and ALL are for admins."""
 
-    USER = "user"
-    CHAT = "chat"
-    ALL = "all"
+    USER = "user"  # the requester's own jobs, wherever they asked
+    USER_IN_CHAT = "user_in_chat"  # the requester's own jobs in this chat (a group's /history)
+    CHAT = "chat"  # everyone's jobs in this chat (admins)
+    ALL = "all"  # everyone's jobs (admins)

@@ -47,8 +47,20 @@ class UserError(MajicbotError):
     def __init__(self, key: str | None = None, detail: str = "", **params: Any) -> None:
         self.key = key or type(self).key
         self.params: Mapping[str, Any] = params
-        self.detail = detail or f"{self.key} {params}"
+        self.detail = detail or f"{self.key} {_capped(params)}"
         super().__init__(self.detail)
+
+
+LOGGED_VALUE_CHARS = 80  # a parameter's repr in a log line (user values can be 100 kB)
+
+
+def _capped(params: Mapping[str, Any]) -> str:
+    """``{'value': '9999…'}``: every value's repr cut to ``LOGGED_VALUE_CHARS``."""
+    return "{" + ", ".join(f"{name!r}: {_cut(repr(v))}" for name, v in params.items()) + "}"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= LOGGED_VALUE_CHARS else text[: LOGGED_VALUE_CHARS - 1] + "…"
 
 
 class InvalidRequest(UserError):

@@ -96,4 +96,9 @@ PARSE_SETTINGS_USAGE: Final = _key("parse.settings_usage")  # no params: no opti
 PARSE_SETTINGS_PROMPT: Final = _key("parse.settings_prompt", "text")  # words that are not options
 PARSE_SETTINGS_SEED: Final = _key("parse.settings_seed")  # no params: a default seed is refused
 
+# ---- Discord interactions the adapter refuses before any command runs (InvalidRequest) ---------
+DISCORD_BAD_OPTION: Final = _key("discord.bad_option", "option")  # a wrong, missing or extra option
+DISCORD_STALE_COMMAND: Final = _key("discord.stale_command")  # no params: unknown/changed command
+BUTTON_EXPIRED: Final = _key("cb.expired")  # no params: a button (custom_id) we did not make
+
 PARAMS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(_PARAMS)

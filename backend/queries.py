@@ -47,12 +47,16 @@ class Queries:
         return job
 
     async def history(self, requester: Requester, scope: HistoryScope, limit: int) -> list[Job]:
-        """Newest first, at most ``HISTORY_MAX``: one's own jobs, or (admins) a chat's or all."""
+        """Newest first, at most ``HISTORY_MAX``: one's own jobs (all, or in this chat only), or
+        (admins) a chat's or all."""
         self._access.check(requester)
         limit = max(1, min(limit, HISTORY_MAX))
         platform = requester.platform
         if scope is HistoryScope.USER:
             return await self._store.history(platform, user_id=requester.user_id, limit=limit)
+        if scope is HistoryScope.USER_IN_CHAT:
+            user, chat = requester.user_id, requester.chat_id
+            return await self._store.history(platform, user_id=user, chat_id=chat, limit=limit)
         self._access.check_admin(requester)
         if scope is HistoryScope.CHAT:
             return await self._store.history(platform, chat_id=requester.chat_id, limit=limit)

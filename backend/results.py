@@ -60,6 +60,9 @@ class Results:
 
     async def succeeded(self, worker: Worker, active: ActiveJob, result: GenerationResult) -> None:
         job = active.job
+        if active.cancel.is_set() and not active.stopping:  # accepted after the last check
+            await self.cancelled(worker, active)
+            return
         path = output_path(self._config.outputs_dir, job.id, job.created_at)
         model = result.model or self._config.engine.model
         text = parameters_text(job.params, model, result.profile, self._version)

@@ -16,14 +16,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backend.config import Config, load_config
 from backend.domain import (
     Cancelled,
     Failed,
     ImagineRequest,
-    Options,
     Platform,
     Progress,
     Queued,
@@ -34,6 +33,9 @@ from backend.domain import (
 )
 from backend.errors import ConfigError, MajicbotError, UserError
 from backend.logs import setup_logging
+
+if TYPE_CHECKING:
+    from bots.parsing import ParsedImagine
 
 DEFAULT_CONFIG = Path("config.toml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -64,12 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     imagine = command("imagine", "generate one image from the command line")
     imagine.add_argument("prompt", help="what to draw")
-    imagine.add_argument("--seed", type=int, help="0..4294967295 (default: random)")
-    imagine.add_argument("--steps", type=int, help="denoising steps (default from config)")
+    # Values are strings here: bots.parsing reads them by the same rules as the chat commands.
+    imagine.add_argument("--seed", help="0..4294967295 (default: random)")
+    imagine.add_argument("--steps", help="denoising steps (default from config)")
     size = imagine.add_mutually_exclusive_group()
     size.add_argument("--size", help="WIDTHxHEIGHT, multiples of 16, e.g. 1024x768")
     size.add_argument("--ar", help="aspect ratio such as 16:9 (about the default pixel count)")
-    imagine.add_argument("--guidance", type=float, help="embedded guidance (default from config)")
+    imagine.add_argument("--guidance", help="embedded guidance (default from config)")
     imagine.add_argument("-o", "--output", type=Path, help="copy the PNG here")
 
     download = command("download", "fetch the configured model weights into models/")
@@ -149,17 +152,23 @@ async def _serve_until_signal(config: Config) -> int:
     return EXIT_OK
 
 
-def _size_args(args: argparse.Namespace) -> tuple[int | None, int | None]:
-    if not args.size:
-        return None, None
-    from bots.parsing import ParseError
+def _parsed(args: argparse.Namespace) -> ParsedImagine:
+    """Prompt and options by the chat commands' rules (``bots.parsing``): one grammar."""
+    from bots.parsing import merge_options, parse_imagine, parse_value
 
-    width, sep, height = args.size.lower().replace("×", "x").partition("x")
-    if not (sep and width.isdigit() and height.isdigit()):
-        raise ParseError(
-            "parse.bad_value", value=args.size, option="--size", example="--size 1024x768"
-        )
-    return int(width), int(height)
+    raw = {"seed": args.seed, "steps": args.steps, "size": args.size, "ar": args.ar}
+    raw["guidance"] = args.guidance
+    values: dict[str, Any] = {k: parse_value(k, v) for k, v in raw.items() if v is not None}
+    width, height = values.pop("size", (None, None))
+    return merge_options(
+        parse_imagine(args.prompt),
+        seed=values.get("seed"),
+        steps=values.get("steps"),
+        width=width,
+        height=height,
+        aspect=values.get("ar"),
+        guidance=values.get("guidance"),
+    )
 
 
 async def _imagine(config: Config, args: argparse.Namespace, out: TextIO) -> int:
@@ -170,13 +179,12 @@ async def _imagine(config: Config, args: argparse.Namespace, out: TextIO) -> int
 
     user = getpass.getuser()
     try:
-        width, height = _size_args(args)
-        options = Options(args.seed, args.steps, width, height, args.ar, args.guidance)
+        parsed = _parsed(args)
         request = ImagineRequest(
-            args.prompt,
+            parsed.prompt,
             Requester(Platform.CLI, user_id=user, display_name=user),
             ReplyTarget(chat_id="cli"),
-            options,
+            parsed.options,
         )
         async with Service.open(config, default_engine_factory(config)) as service:
             submission = await service.submit(request)
