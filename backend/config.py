@@ -8,7 +8,7 @@ never shown in a repr or a log.
 Besides each key's own range, the checks across keys refuse what the limits could never serve:
 non-finite numbers (``nan``, ``inf``), empty lists where one item is needed, a default size
 outside the side bounds, ``max_pixels`` below ``min_side²``, an aspect ratio whose size cannot fit
-the side bounds, admin ids that are not numeric ids, and a non-loopback ``status_host`` without
+``max_side``, admin ids that are not numeric ids, and a non-loopback ``status_host`` without
 ``service.status_token``.
 """
 
@@ -355,11 +355,11 @@ def _check_sizes(lim: LimitsConfig) -> None:
         if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
             raise ConfigError(f"limits.aspect_ratios: {ratio!r} is not of the form W:H, e.g. 16:9")
         width, height = _ratio_size(int(parts[0]) / int(parts[1]), lim.default_side)
-        if not (lim.min_side <= min(width, height) and max(width, height) <= lim.max_side):
+        if max(width, height) > lim.max_side:
             raise ConfigError(
                 f"limits.aspect_ratios: {ratio!r} gives {width}x{height} at limits.default_side "
-                f"= {lim.default_side}, outside limits.min_side..limits.max_side "
-                f"({lim.min_side}..{lim.max_side}); remove it or widen the bounds"
+                f"= {lim.default_side}, a side over limits.max_side ({lim.max_side}); remove it, "
+                f"or raise limits.max_side"
             )
 
 

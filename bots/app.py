@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 from backend.config import Config, EngineSettings
 from backend.engine.protocol import Engine
+from backend.errors import EngineStuck
 from backend.service import Service
 from backend.status_server import serve_status
 
@@ -88,6 +89,18 @@ async def running_app(
 
 
 async def serve(config: Config, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set (SIGINT/SIGTERM)."""
-    async with running_app(config):
-        await stop.wait()
+    """Run until ``stop`` is set (SIGINT/SIGTERM), or until an engine is stuck.
+
+    A stuck engine (``backend.watchdog``) drains like a stop, then raises ``EngineStuck``: the
+    process exits non-zero and its supervisor starts a new one (``deploy/majicbot.service``).
+    """
+    async with running_app(config) as service:
+        stuck = service.watchdog.stuck
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(stuck.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+    if stuck.is_set():
+        raise EngineStuck(f"{service.watchdog.stuck_reason}; exiting for a restart")
