@@ -104,13 +104,17 @@ def test_wrong_type_of_secret_is_not_echoed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[engine]\nvram_margin_gb = nan\n", "engine.vram_margin_gb = nan: must be a finite number"),
+        (
+            "[engine]\nvram_margin_gb = nan\n",
+            "engine.vram_margin_gb = nan: must be a finite number",
+        ),
         ("[service]\nstop_grace_s = nan\n", "service.stop_grace_s = nan: must be a finite number"),
         ("[limits]\nmax_guidance = inf\n", "limits.max_guidance = inf: must be a finite number"),
         ("[engine]\ndevices = []\n", "engine.devices = []: must name at least one item"),
         ("[limits]\naspect_ratios = []\n", "limits.aspect_ratios = []: must name at least one"),
         (
-            '[limits]\nmax_side = 256\ndefault_side = 64\nmin_side = 64\naspect_ratios = ["9999:1"]\n',
+            "[limits]\nmax_side = 256\ndefault_side = 64\nmin_side = 64\n"
+            'aspect_ratios = ["9999:1"]\n',
             "limits.aspect_ratios: '9999:1' gives 6400x16",
         ),
         ("[limits]\ndefault_side = 2048\nmax_side = 1024\n", "limits.default_side = 2048: must be"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from backend import keys
+from backend import images, keys
 from backend import results as results_module
 from backend import store as store_module
 from backend.config import Config
@@ -62,7 +62,7 @@ async def components_failing(service: Service) -> set[Component]:
 async def test_disk_full_fails_that_job_with_a_reason_and_later_jobs_run(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = results_module.write_png
+    real_write = images.write_png
     full = {"left": 3}  # the three tries of one job
 
     async def write_png(*args: Any) -> None:
@@ -106,14 +106,22 @@ async def test_locked_database_mid_job_is_waited_out_and_the_worker_survives(
     engine = StepEngine(step_gate=gate)
     async with Service.open(config, lambda: [engine]) as service:
         fast_retries(service)
+        store_failing = asyncio.Event()
+        failing = service.health.failing
+
+        def record(component: Component, where: str, detail: str) -> None:
+            failing(component, where, detail)
+            if component is Component.STORE:
+                store_failing.set()
+
+        monkeypatch.setattr(service.health, "failing", record)
         sub = await service.submit(request())
         events = service.subscribe(sub.job.id)
         await first_matching(events, lambda e: isinstance(e, Progress))
         locker = sqlite3.connect(config.db_path, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
         gate.set()
-        while Component.STORE not in await components_failing(service):
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(store_failing.wait(), 10)
         still = await asyncio.to_thread(_status_of, config.db_path, sub.job.id)
         locker.execute("ROLLBACK")
         locker.close()
@@ -227,9 +235,11 @@ async def test_a_second_instance_on_the_same_data_is_refused_naming_the_first(
 def test_a_data_dir_that_is_a_file_is_a_sentence(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.write_text("not a folder")
-    with pytest.raises(StartupError, match="is a file, not a folder"):
-        with hold_instance(data, data / "outputs"):
-            pass
+    with (
+        pytest.raises(StartupError, match="is a file, not a folder"),
+        hold_instance(data, data / "outputs"),
+    ):
+        pass
 
 
 async def test_a_lone_surrogate_prompt_is_refused_with_a_sentence(config: Config) -> None:
