@@ -95,6 +95,7 @@ class Results:
                 job.id, path, timings, finished_at, result.prompt_truncated
             ),
         )  # fmt: skip
+        self._health.recovered(Component.WORKER, worker.name)  # it serves again after a crash
         log.info(
             "job %s succeeded on %s in %.2f s %s",
             job.id,

@@ -155,13 +155,15 @@ async def test_a_crash_in_recording_restarts_the_worker_and_shows_it(
         monkeypatch.setattr(service.results, "succeeded", succeeded)
         first = await service.submit(request())
         end = (await collect(service.subscribe(first.job.id)))[-1]
+        snapshot = await service.status(CLI_REQUESTER)
         second = await service.submit(request(user="u2"))
         later = (await collect(service.subscribe(second.job.id)))[-1]
-        snapshot = await service.status(CLI_REQUESTER)
+        healthy = await components_failing(service)
     assert isinstance(end, Failed) and end.reason_key == keys.ENGINE
-    assert isinstance(later, Succeeded)
     assert [(f.component, f.where) for f in snapshot.faults] == [(Component.WORKER, "cpu")]
     assert "a bug in recording" in snapshot.faults[0].detail
+    assert isinstance(later, Succeeded)  # the restarted worker serves; the fault clears
+    assert healthy == set()
 
 
 async def test_a_stalled_job_fails_with_a_reason_and_the_worker_goes_on(config: Config) -> None:
