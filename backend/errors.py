@@ -16,6 +16,9 @@
     │   ├── OutOfMemory                CUDA OOM during a job (the worker keeps serving)
     │   └── GenerationCancelled        raised inside the engine when a job is cancelled mid-run
     ├── AdapterUnavailable             a chat platform cannot be reached at start (network, URL)
+    ├── StartupError                   the machine refuses what serving needs (CLI exits with 2):
+    │   └── InstanceLocked               another instance holds the data directory
+    ├── EngineStuck                    an engine call never returned: the process exits non-zero
     └── DownloadError                  `majicbot download` could not fetch or verify a file
 
 User-facing errors carry ``key`` (a constant of ``backend.keys``, translated by ``bots.i18n``) and
@@ -121,6 +124,18 @@ class GenerationCancelled(EngineError):
 
 class AdapterUnavailable(MajicbotError):
     """A chat platform could not be reached at start; the message says where and what to check."""
+
+
+class StartupError(MajicbotError):
+    """Serving cannot start here: the message names the path, port or host and the fix."""
+
+
+class InstanceLocked(StartupError):
+    """Another majicbot process holds the data directory's lock (it is named in the message)."""
+
+
+class EngineStuck(MajicbotError):
+    """An engine call stopped making progress and never returned; only a new process helps."""
 
 
 class DownloadError(MajicbotError):

@@ -19,6 +19,7 @@ from backend.domain import (
     StatusSnapshot,
 )
 from backend.errors import JobNotFound
+from backend.health import Health
 from backend.pool import WorkerPool
 from backend.positions import Board
 from backend.status import process_rss_bytes, versions
@@ -30,8 +31,11 @@ HOUR_S = 3600.0
 class Queries:
     """Read-only views over the store and the live queue."""
 
-    def __init__(self, store: Store, access: Access, board: Board, pool: WorkerPool) -> None:
+    def __init__(
+        self, store: Store, access: Access, board: Board, pool: WorkerPool, health: Health
+    ) -> None:
         self._store = store
+        self._health = health
         self._access = access
         self._board = board
         self._pool = pool
@@ -77,6 +81,8 @@ class Queries:
             process_rss_bytes=process_rss_bytes(),
             accepting=accepting,
             versions=versions(),
+            faults=self._health.faults(),
+            taken_at=time.time(),
         )
 
     async def active_jobs(self, platform: Platform) -> list[Job]:
@@ -92,6 +98,17 @@ class Queries:
         """Record the adapter's status message of ``job_id``; raises ``JobNotFound``."""
         if not await self._store.set_reply_message(job_id, message_id):
             raise JobNotFound(job_id=job_id)
+
+    async def begin_delivery(self, job_id: str) -> int:
+        """Count an upload as begun; the uploads a crash interrupted before (``JobNotFound``)."""
+        try:
+            return await self._store.begin_delivery(job_id)
+        except KeyError:
+            raise JobNotFound(job_id=job_id) from None
+
+    async def delivery_failed(self, job_id: str) -> None:
+        """The upload begun last did not arrive (it does not count against the resend)."""
+        await self._store.delivery_failed(job_id)
 
     async def mark_delivered(self, job_id: str) -> None:
         """Record that the adapter delivered ``job_id``'s result; raises ``JobNotFound``."""

@@ -1,7 +1,9 @@
 """The ``majicbot`` command line: serve, imagine, download, status.
 
-Exit status: 0 success, 1 runtime failure (generation failed, instance not running), 2 usage or
-configuration error.
+Exit status: 0 success, 1 runtime failure (generation failed, the engine cannot load or got
+stuck, instance not running), 2 usage, configuration or start-up error (a sentence naming the
+path, port or host and the fix: another instance on the data directory, a read-only or
+unusable data directory, a status port in use, an unresolvable status host).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from backend.config import Config, load_config
 from backend.domain import (
+    CLI_REQUESTER,
     Cancelled,
     Failed,
     ImagineRequest,
@@ -29,12 +32,14 @@ from backend.domain import (
     ReplyTarget,
     Requester,
     Started,
+    Submission,
     Succeeded,
 )
-from backend.errors import ConfigError, MajicbotError, UserError
+from backend.errors import ConfigError, MajicbotError, StartupError, UserError
 from backend.logs import setup_logging
 
 if TYPE_CHECKING:
+    from backend.service import Service
     from bots.parsing import ParsedImagine
 
 DEFAULT_CONFIG = Path("config.toml")
@@ -146,6 +151,9 @@ async def _serve_until_signal(config: Config) -> int:
     except ConfigError as exc:
         print(f"majicbot: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StartupError as exc:
+        print(f"majicbot: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except MajicbotError as exc:
         logging.getLogger("majicbot.cli").error("%s", exc)
         return EXIT_FAILED
@@ -172,8 +180,6 @@ def _parsed(args: argparse.Namespace) -> ParsedImagine:
 
 
 async def _imagine(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    from tqdm import tqdm
-
     from backend.service import Service
     from bots.app import default_engine_factory
 
@@ -189,32 +195,81 @@ async def _imagine(config: Config, args: argparse.Namespace, out: TextIO) -> int
         async with Service.open(config, default_engine_factory(config)) as service:
             submission = await service.submit(request)
             print(f"job {submission.job.id}: seed {submission.job.params.seed}", file=out)
-            bar: tqdm[None] | None = None
-            async for event in service.subscribe(submission.job.id):
-                if isinstance(event, Queued) and event.warming_percent is not None:
-                    bar = bar or tqdm(total=100, desc="loading model", unit="%")
-                    bar.n = int(event.warming_percent)
-                    bar.refresh()
-                elif isinstance(event, Started):
-                    if bar is not None:
-                        bar.close()
-                    bar = tqdm(total=submission.job.params.steps, desc="denoising", unit="step")
-                elif isinstance(event, Progress) and bar is not None:
-                    bar.n = event.step
-                    bar.refresh()
-                elif isinstance(event, Succeeded):
-                    if bar is not None:
-                        bar.close()
-                    return _report_image(event, args.output, out)
-                elif isinstance(event, Failed | Cancelled):
-                    if bar is not None:
-                        bar.close()
-                    reason = event.detail if isinstance(event, Failed) else "cancelled"
-                    print(f"majicbot: generation failed: {reason}", file=sys.stderr)
-                    return EXIT_FAILED
+            return await _until_done_or_hopeless(service, submission, args.output, out)
     except UserError as exc:
         print(f"majicbot: {_user_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except StartupError as exc:
+        print(f"majicbot: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+async def _until_done_or_hopeless(
+    service: Service, submission: Submission, output: Path | None, out: TextIO
+) -> int:
+    """Show the job's progress until it ends, or until no engine can ever run it here."""
+    follow = asyncio.create_task(_show_events(service, submission, output, out))
+    hopeless = asyncio.create_task(_hopeless(service))
+    try:
+        done, _ = await asyncio.wait({follow, hopeless}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (follow, hopeless):
+            task.cancel()
+        await asyncio.gather(follow, hopeless, return_exceptions=True)
+    if follow in done:
+        return follow.result()
+    print(f"majicbot: {hopeless.result()}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+async def _hopeless(service: Service) -> str:
+    """Returns why no engine can run the job in this process (failed to load, or stuck)."""
+    seen = service.queue_version
+    while True:
+        if service.watchdog.stuck.is_set():
+            return f"the engine is stuck: {service.watchdog.stuck_reason}"
+        if service.availability().unavailable is not None:
+            snapshot = await service.status(CLI_REQUESTER)
+            errors = [f"{e.device}: {e.error}" for e in snapshot.engines if e.error]
+            return "the engine cannot load: " + ("; ".join(errors) or "no engine is available")
+        moved = asyncio.create_task(service.queue_moved(seen))
+        stuck = asyncio.create_task(service.watchdog.stuck.wait())
+        await asyncio.wait({moved, stuck}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (moved, stuck):
+            task.cancel()
+        seen = service.queue_version
+
+
+async def _show_events(
+    service: Service, submission: Submission, output: Path | None, out: TextIO
+) -> int:
+    from tqdm import tqdm
+
+    bar: tqdm[None] | None = None
+    try:
+        async for event in service.subscribe(submission.job.id):
+            if isinstance(event, Queued) and event.warming_percent is not None:
+                bar = bar or tqdm(total=100, desc="loading model", unit="%")
+                bar.n = int(event.warming_percent)
+                bar.refresh()
+            elif isinstance(event, Started):
+                if bar is not None:
+                    bar.close()
+                bar = tqdm(total=submission.job.params.steps, desc="denoising", unit="step")
+            elif isinstance(event, Progress) and bar is not None:
+                bar.n = event.step
+                bar.refresh()
+            elif isinstance(event, Succeeded):
+                if bar is not None:
+                    bar.close()
+                return _report_image(event, output, out)
+            elif isinstance(event, Failed | Cancelled):
+                reason = event.detail if isinstance(event, Failed) else "cancelled"
+                print(f"majicbot: generation failed: {reason}", file=sys.stderr)
+                return EXIT_FAILED
+    finally:
+        if bar is not None:
+            bar.close()
     return EXIT_FAILED
 
 

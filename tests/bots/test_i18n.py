@@ -146,7 +146,7 @@ def test_every_error_class_default_key_is_a_declared_constant() -> None:
 
 def test_every_error_key_raised_as_a_literal_is_declared() -> None:
     found = _error_keys_in_source()
-    assert {"error.steps_range", "error.interrupted_twice", "parse.bad_value"} <= found
+    assert {"error.steps_range", "error.prompt_empty", "parse.bad_value"} <= found
     assert sorted(found - set(keys.PARAMS)) == []
 
 
