@@ -386,9 +386,29 @@ class RunningJob:
     requester: Requester
 
 
+class Component(StrEnum):
+    """What part of the service a ``Fault`` is about."""
+
+    STORE = "store"  # the SQLite job database: a write failed (locked, disk full, read-only)
+    DISK = "disk"  # the image folder: writing a result PNG failed
+    ENGINE = "engine"  # an engine call stalled (no denoising step within the stall timeout)
+    WORKER = "worker"  # a worker's loop raised and was restarted
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something failing now (``backend.health``); cleared by the next success of the same kind."""
+
+    component: Component
+    where: str  # the worker's name, or "" for the whole service
+    detail: str  # for admins: the error, the path, the job
+    since: float  # unix seconds of the first failure of this run of failures
+    count: int = 1  # failures since then
+
+
 @dataclass(frozen=True)
 class StatusSnapshot:
-    """Everything /status shows, in one frozen object."""
+    """Everything /status shows, in one frozen object. ``faults`` non-empty: degraded."""
 
     engines: tuple[EngineState, ...]
     queue_length: int
@@ -400,6 +420,8 @@ class StatusSnapshot:
     process_rss_bytes: int
     accepting: bool
     versions: tuple[tuple[str, str], ...] = ()
+    faults: tuple[Fault, ...] = ()
+    taken_at: float = 0.0  # unix seconds (the ages of ``faults`` are counted from it)
     content: ContentStatus | None = None  # content controls (issue 16); None: not reported
 
 
@@ -437,6 +459,7 @@ class ContentStatus:
 class HistoryScope(StrEnum):
     """Whose jobs ``Service.history`` lists; CHAT and ALL are for admins."""
 
-    USER = "user"
-    CHAT = "chat"
-    ALL = "all"
+    USER = "user"  # the requester's own jobs, wherever they asked
+    USER_IN_CHAT = "user_in_chat"  # the requester's own jobs in this chat (a group's /history)
+    CHAT = "chat"  # everyone's jobs in this chat (admins)
+    ALL = "all"  # everyone's jobs (admins)

@@ -5,51 +5,47 @@ Lifecycle (one composition root opens it):
     async with Service.open(config, engine_factory) as service:
         ...   # adapters call service.submit(...) etc.
 
-Opening: open the store, recover jobs from the last run, start accepting jobs, build the engines
-in a background thread (each then loads in its worker's thread). Closing: refuse new jobs
-(``ServiceStopping``), let the running step finish within ``service.stop_grace_s``, persist, stop
-workers, end every subscription, close the store. ``state`` says where it stands.
+Opening: the data directory's instance lock (``backend.instance``), the store, recovery, then
+jobs are accepted; engines build in a background thread; the stall watchdog starts. Closing:
+refuse new jobs, let the running step finish within ``service.stop_grace_s``, stop workers, end
+subscriptions, close the store, release the lock. ``state`` says where it stands; ``stuck`` is
+set when an engine call never returned (the owner should stop and exit non-zero).
 
 INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
 - ``submit(request) -> Submission``: checks access and limits (``UserError`` subclasses with a
   message key), commits the job to SQLite, then returns it with its queue position and ETA. A
   request whose ``idempotency_key`` was seen before returns that job's ``Submission`` instead.
-- ``reroll(job_id, requester, reply_to, variation) -> Submission``: same prompt/steps/size/guidance;
-  ``variation=False`` → new random seed, ``True`` → seed + 1.
+- ``reroll(job_id, requester, reply_to, variation)``: the same settings, a new seed (or seed + 1).
 - ``cancel(job_id, requester) -> Job``: queued: at once; running: at the next denoising step
   (returns at once; ``Cancelled`` follows). ``cancel_latest(requester)``: the requester's newest
   queued or running job; ``NothingToCancel`` when there is none.
-- ``subscribe(job_id) -> AsyncIterator[JobEvent]``: first the current state (``Queued`` for a
-  waiting job), then only ``Started``, ``Progress`` and the terminal event. Many per job.
-- Queue positions are pulled: ``queue_version``; ``await queue_moved(after) -> int`` returns once
-  the version is past ``after`` (bumped at most once per loop turn when positions, estimates or
-  engines change); ``waiting(job_id) -> Queued | None`` (O(log n)); ``queue_departures`` (a
-  position falls by at most as many) and ``availability()`` tell a follower when to re-read.
-- ``job(job_id, requester=None) -> Job`` (``JobNotFound``), ``history(requester, scope, limit)``
-  (at most ``HISTORY_MAX``), ``status(requester)`` (admins only: ``status.admin_only``).
-- ``check_access(requester)`` (every command and button; stored bans included), ``is_admin``,
-  ``check_can_manage(job, requester)`` — the rules are ``backend.access``'s.
-- ``active_jobs(platform)``, ``undelivered(platform)``, ``mark_delivered(job_id)``: re-attach and
-  retry delivery after a restart.
-- ``user_settings``, ``set_defaults``, ``reset_defaults``: per-user defaults (``Options`` without a
-  seed; ``backend.defaults``). ``set_banned``, ``set_hourly_quota``: admins only.
-- ``content`` (issue 16): ``policy_of``/``set_policy`` (a chat's policy for flagged images),
-  ``check_deliverable`` (withheld images stay withheld); refused prompts raise ``PromptRefused``.
+- ``subscribe(job_id)``: the current state, then ``Started``, ``Progress``, the terminal event.
+- Queue positions are pulled (``backend.positions``): ``queue_version``, ``queue_moved(after)``,
+  ``waiting(job_id)``, ``queue_departures`` and ``availability()``.
+- ``job``, ``history`` (at most ``HISTORY_MAX``), ``status`` (admins only); ``check_access``,
+  ``is_admin``, ``check_can_manage`` (``backend.access``'s rules).
+- ``active_jobs(platform)``, ``undelivered(platform)``, ``begin_delivery(job_id)`` before an
+  upload and ``mark_delivered(job_id)`` / ``delivery_failed(job_id)`` after it: re-attach and
+  retry delivery after a restart, resending an upload a crash interrupted at most once.
+- ``user_settings``, ``set_defaults``, ``reset_defaults`` (``backend.defaults``); admins only:
+  ``set_banned``, ``set_hourly_quota``.
+- ``content`` (issue 16): ``policy_of``/``set_policy`` (a chat's policy for flagged
+  images), ``check_deliverable``; refused prompts raise ``PromptRefused``.
 
-Behaviour worth knowing (user-facing keys are listed in ``backend.validation``):
-- Engines: until one is ready, waiting jobs show ``Queued.warming_percent``. If every engine failed
-  to load (or the factory failed), jobs are still accepted and stay queued (they run after a
-  restart with working weights); ``Queued.unavailable`` carries a user-safe key, ``status()`` each
-  engine's error, and the log one ERROR line.
-- Restart recovery (``backend.recovery``): queued jobs re-enter in order; a job found running goes
-  back to the front once, and fails with ``error.interrupted_twice`` the second time.
-- Stop: a running job still going after ``stop_grace_s`` is cancelled at its next step and goes
-  back to ``queued`` (not failed, attempts unchanged) for the next start; subscriptions end without
-  a terminal event.
+Behaviour worth knowing (user-facing keys: ``backend.keys``):
+- Engines: until one is ready, waiting jobs show ``Queued.warming_percent``; if none can load,
+  jobs stay queued, ``Queued.unavailable`` carries a user-safe key and ``status()`` the error.
+- Restart recovery (``backend.recovery``): queued jobs re-enter in order, a running one at the
+  front; it fails after ``MAX_INTERRUPTED_RUNS`` interrupted runs.
+- Faults (``backend.health``): storage writes are retried, failing parts show in ``status()``,
+  ``submit`` refuses while storage fails; the stall watchdog (``backend.watchdog``) fails a job
+  without progress, and sets ``stuck`` if its engine call never returns.
+- Stop: a job running past ``stop_grace_s`` is cancelled and re-queued (attempts unchanged).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -57,12 +53,11 @@ from enum import StrEnum
 
 from backend.access import Access
 from backend.accounts import Accounts
-from backend.admission import Admission
+from backend.admission import Admission, reroll_request
 from backend.cancels import Cancels
 from backend.config import Config
 from backend.content.controls import ContentControls
 from backend.domain import (
-    SEED_MAX,
     Availability,
     HistoryScope,
     ImagineRequest,
@@ -80,6 +75,8 @@ from backend.domain import (
 from backend.engine.protocol import Engine
 from backend.errors import ServiceStopping
 from backend.events import EventHub, terminal_event
+from backend.health import Health
+from backend.instance import hold_instance
 from backend.pool import WorkerPool
 from backend.positions import Board
 from backend.queries import Queries
@@ -87,7 +84,7 @@ from backend.recovery import recover
 from backend.results import Results, describe
 from backend.store import Store
 from backend.users import Users
-from backend.validation import random_seed
+from backend.watchdog import Watchdog
 
 log = logging.getLogger("majicbot.service")
 
@@ -105,46 +102,59 @@ class Service:
 
     def __init__(self, config: Config, store: Store) -> None:
         self._config = config
+        self._store = store
         self.state = ServiceState.OPEN
         self._hub = EventHub()
+        self.health = Health()
         self._users = Users(store, config.limits)
         self._access = Access(config, self._users)
         self._board = Board()
         # Content controls (issue 16): adapters use its policy_of, set_policy, check_deliverable.
         self.content = ContentControls(config, store, self._access)
-        results = Results(
-            config, store, self._hub, lambda: self._pool.engine_changed(), self._board.bump
-        )
-        results.content = self.content
-        self._pool = WorkerPool(self._board, results, self._board.bump)
+        self.results = Results(
+            config, store, self._hub, lambda: self._pool.engine_changed(), self._board.bump,
+            self.health,
+        )  # fmt: skip
+        self.results.content = self.content
+        self._pool = WorkerPool(self._board, self.results, self._board.bump, self.health)
         self._board.attach(self._pool)
         self._admission = Admission(
-            config, store, self._users, self._access, self._board, self._pool, self.content
-        )
+            config, store, self._users, self._access, self._board, self._pool, self.health,
+            self.content,
+        )  # fmt: skip
         self._cancels = Cancels(store, self._hub, self._access, self._board, self._pool)
-        self._queries = Queries(store, self._access, self._board, self._pool, self.content)
+        self._queries = Queries(
+            store, self._access, self._board, self._pool, self.health, self.content
+        )
         self._accounts = Accounts(config, self._users, self._access)
+        stall_s = config.limits.stall_timeout_s
+        self.watchdog = Watchdog(self._pool, self.health, stall_s, self.results.stalled_out)
+        self._watchdog_task: asyncio.Task[None] | None = None
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, config: Config, engine_factory: Callable[[], Sequence[Engine]]
     ) -> AsyncIterator[Service]:
-        """Open the store, recover, accept jobs at once; engines build in a background thread."""
-        async with Store.open(config.db_path) as store:
-            service = cls(config, store)
-            await service._users.load()
-            await service._admission.load()
-            await recover(store, service._board)
-            await service.content.open()
-            service._pool.build(engine_factory)
-            log.info("service open: %d job(s) queued from the last run", len(service._board))
-            try:
-                yield service
-            finally:
-                await service._stop()
+        """Lock the data, open the store, recover, accept jobs; engines build in a thread."""
+        with hold_instance(config.storage.data_dir, config.outputs_dir):
+            async with Store.open(config.db_path) as store:
+                service = cls(config, store)
+                await service._users.load()
+                await service._admission.load()
+                await recover(store, service._board)
+                await service.content.open()
+                service._pool.build(engine_factory)
+                service._watchdog_task = asyncio.create_task(service.watchdog.run())
+                log.info("service open: %d job(s) queued from the last run", len(service._board))
+                try:
+                    yield service
+                finally:
+                    await service._stop()
 
     async def _stop(self) -> None:
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
         self.state = ServiceState.STOPPING
         grace_s = self._config.service.stop_grace_s
         log.info("stopping: no new jobs; waiting up to %.0f s for running jobs", grace_s)
@@ -162,15 +172,14 @@ class Service:
         if self.state is not ServiceState.OPEN:
             raise ServiceStopping()
         admitted = await self._admission.admit(request)
-        job = admitted.job
+        job, existing = admitted.job, admitted.seq is None
         if admitted.seq is not None:
             position = self._board.add(job, admitted.seq)
             p = job.params
-            size = f"steps={p.steps} size={p.width}x{p.height}"
-            log.info("job %s queued at position %d %s %s", job.id, position, describe(job), size)
-        existing = admitted.seq is None
-        waiting = self._board.waiting(job.id)
-        if waiting is None:  # an earlier submit of the same key, already running or done
+            log.info("job %s queued at position %d %s steps=%d size=%dx%d", job.id, position,
+                     describe(job), p.steps, p.width, p.height)  # fmt: skip
+        waiting = self._board.waiting(job.id)  # None: an earlier submit of the key, running/done
+        if waiting is None:
             return Submission(job, 0, None, existing)
         return Submission(job, waiting.position, waiting.eta_s, existing)
 
@@ -178,17 +187,11 @@ class Service:
         self, job_id: str, requester: Requester, reply_to: ReplyTarget, *, variation: bool
     ) -> Submission:
         """Submit ``job_id``'s prompt and settings again for ``requester``: new seed or seed + 1."""
-        p = (await self.job(job_id, requester)).params
-        seed = (p.seed + 1) % (SEED_MAX + 1) if variation else random_seed()
-        options = Options(seed, p.steps, p.width, p.height, None, p.guidance)
-        request = ImagineRequest(p.prompt, requester, reply_to, options, parent_job_id=job_id)
-        return await self.submit(request)
+        job = await self.job(job_id, requester)
+        return await self.submit(reroll_request(job, requester, reply_to, variation=variation))
 
     async def cancel(self, job_id: str, requester: Requester) -> Job:
-        """Cancel a queued job now, or a running one at its next step (``Cancelled`` follows).
-
-        Owners, admins, and guild admins of the job's guild may; ``AccessDenied`` otherwise.
-        """
+        """Cancel a queued job now, a running one at its next step (owners and admins may)."""
         return await self._cancels.cancel(job_id, requester)
 
     async def cancel_latest(self, requester: Requester) -> Job:
@@ -258,6 +261,14 @@ class Service:
     async def undelivered(self, platform: Platform) -> list[Job]:
         """Succeeded or failed jobs of ``platform`` whose result was not delivered yet."""
         return await self._queries.undelivered(platform)
+
+    async def begin_delivery(self, job_id: str) -> int:
+        """Before an upload: count it as begun; returns the uploads a crash interrupted before."""
+        return await self._queries.begin_delivery(job_id)
+
+    async def delivery_failed(self, job_id: str) -> None:
+        """The upload begun last is known not to have arrived."""
+        await self._queries.delivery_failed(job_id)
 
     async def mark_delivered(self, job_id: str) -> None:
         """Record that the adapter delivered ``job_id``'s result; raises ``JobNotFound``."""

@@ -6,14 +6,16 @@ Whoever can reach the loopback address owns the machine: the snapshot is asked f
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import ClientConnectionError, ClientSession, ClientTimeout, web
 
 from backend.domain import CLI_REQUESTER, Requester, StatusSnapshot
-from backend.errors import MajicbotError
+from backend.errors import MajicbotError, StartupError
 from backend.serialization import from_jsonable, to_jsonable
 
 SnapshotSource = Callable[[Requester], Awaitable[StatusSnapshot]]  # ``Service.status``
@@ -35,13 +37,34 @@ async def serve_status(host: str, port: int, snapshot: SnapshotSource) -> AsyncI
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise _bind_error(host, port, exc) from None
     try:
         server = site._server  # aiohttp keeps the asyncio server here; needed for port 0
         sockets = getattr(server, "sockets", None) or ()
         yield sockets[0].getsockname()[1] if sockets else port
     finally:
         await runner.cleanup()
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> StartupError:
+    if isinstance(exc, socket.gaierror):
+        return StartupError(
+            f"service.status_host = {host!r} cannot be resolved ({exc.strerror}): use an address "
+            f"such as 127.0.0.1"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return StartupError(
+            f"the status endpoint cannot listen on {host}:{port}: the port is in use (another "
+            f"majicbot or another program): set service.status_port to a free port, or 0 for any"
+        )
+    return StartupError(
+        f"the status endpoint cannot listen on {host}:{port} ({exc.strerror}): check "
+        f"service.status_host and service.status_port"
+    )
 
 
 async def fetch_status(host: str, port: int, timeout_s: float = 5.0) -> StatusSnapshot:

@@ -7,6 +7,7 @@ escape the result for their platform if they send it as HTML/Markdown.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from backend.domain import (
@@ -16,6 +17,7 @@ from backend.domain import (
     ContentStatus,
     EngineState,
     Failed,
+    Fault,
     Job,
     JobEvent,
     JobStatus,
@@ -320,6 +322,7 @@ def render_status(snapshot: StatusSnapshot, lang: str) -> str:
     lines = [translate("status.title", lang)]
     if not snapshot.accepting:
         lines.append(translate("status.stopping", lang))
+    lines += [render_fault(fault, snapshot.taken_at, lang) for fault in snapshot.faults]
     if not snapshot.engines:
         lines.append(translate("status.no_engines", lang))
     for engine in snapshot.engines:
@@ -336,6 +339,19 @@ def render_status(snapshot: StatusSnapshot, lang: str) -> str:
     rss = format_bytes(snapshot.process_rss_bytes)
     lines.append(translate("status.uptime", lang, uptime=uptime, rss=rss))
     return "\n".join(lines)
+
+
+def render_fault(fault: Fault, now: float, lang: str) -> str:
+    """One failing part: what, where, since when (UTC) and for how long, and the error."""
+    values = {
+        "component": translate(f"status.component.{fault.component.value}", lang),
+        "since": time.strftime("%H:%M:%S UTC", time.gmtime(fault.since)),
+        "age": format_duration(max(0.0, now - fault.since), lang),
+        "detail": fault.detail,
+    }
+    if fault.where:
+        return translate("status.fault", lang, where=fault.where, **values)
+    return translate("status.fault_service", lang, **values)
 
 
 def render_policy(

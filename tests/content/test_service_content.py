@@ -178,12 +178,12 @@ async def test_with_the_check_off_only_the_users_spoiler_counts(config: Config) 
     assert status.content is not None and status.content.image_check is SafetyState.OFF
 
 
-async def test_a_version_2_database_migrates_and_keeps_its_jobs(tmp_path: Path) -> None:
+async def test_a_version_3_database_migrates_and_keeps_its_jobs(tmp_path: Path) -> None:
     from backend.store import MIGRATIONS
 
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:
-        db.executescript(f"{MIGRATIONS[0]}; {MIGRATIONS[1]}; PRAGMA user_version = 2;")
+        db.executescript(f"{'; '.join(MIGRATIONS[:3])}; PRAGMA user_version = 3;")
         db.execute(
             "INSERT INTO jobs (id, platform, user_id, display_name, language, reply_chat_id, "
             "prompt, seed, steps, width, height, guidance, status, created_at) "
@@ -193,7 +193,7 @@ async def test_a_version_2_database_migrates_and_keeps_its_jobs(tmp_path: Path) 
     async with Store.open(path) as store:
         job = await store.get_job("old")
         assert await store.chat_policies() == []
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     assert job is not None
     assert (job.spoiler, job.flagged, job.delivery, job.requester.nsfw_channel) == (
         False,
