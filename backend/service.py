@@ -29,8 +29,7 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
   retry delivery after a restart, resending an upload a crash interrupted at most once.
 - ``user_settings``, ``set_defaults``, ``reset_defaults`` (``backend.defaults``); admins only:
   ``set_banned``, ``set_hourly_quota``.
-- ``content`` (issue 16): ``policy_of``/``set_policy`` (a chat's policy for flagged
-  images), ``check_deliverable``; refused prompts raise ``PromptRefused``.
+- ``content`` (issue 16): ``policy_of``, ``set_policy``, ``check_deliverable``; ``PromptRefused``.
 
 Behaviour worth knowing (user-facing keys: ``backend.keys``):
 - Engines: until one is ready, waiting jobs show ``Queued.warming_percent``; if none can load,
@@ -109,7 +108,6 @@ class Service:
         self._users = Users(store, config.limits)
         self._access = Access(config, self._users)
         self._board = Board()
-        # Content controls (issue 16): adapters use its policy_of, set_policy, check_deliverable.
         self.content = ContentControls(config, store, self._access)
         self.results = Results(
             config, store, self._hub, lambda: self._pool.engine_changed(), self._board.bump,

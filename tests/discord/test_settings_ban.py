@@ -146,5 +146,5 @@ def test_bounds_are_the_configured_limits_and_admin_commands_are_hidden_from_mem
     assert (prompt["name"], prompt["max_length"]) == ("prompt", Config().limits.max_prompt_chars)
     manage_guild = discord.Permissions(manage_guild=True).value
     hidden = {name for name, c in commands.items() if c.get("default_member_permissions")}
-    assert hidden == {"status", "ban", "unban"}
+    assert hidden == {"status", "ban", "unban", "policy"}
     assert {commands[name]["default_member_permissions"] for name in hidden} == {manage_guild}
