@@ -31,15 +31,9 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
   ``set_banned``, ``set_hourly_quota``.
 - ``content`` (issue 16): ``policy_of``, ``set_policy``, ``check_deliverable``; ``PromptRefused``.
 
-Behaviour worth knowing (user-facing keys: ``backend.keys``):
-- Engines: until one is ready, waiting jobs show ``Queued.warming_percent``; if none can load,
-  jobs stay queued, ``Queued.unavailable`` carries a user-safe key and ``status()`` the error.
-- Restart recovery (``backend.recovery``): queued jobs re-enter in order, a running one at the
-  front; it fails after ``MAX_INTERRUPTED_RUNS`` interrupted runs.
-- Faults (``backend.health``): storage writes are retried, failing parts show in ``status()``,
-  ``submit`` refuses while storage fails; the stall watchdog (``backend.watchdog``) fails a job
-  without progress, and sets ``stuck`` if its engine call never returns.
-- Stop: a job running past ``stop_grace_s`` is cancelled and re-queued (attempts unchanged).
+Behaviour (user-facing keys: ``backend.keys``): engines that cannot load leave jobs queued with
+``Queued.unavailable``; recovery (``backend.recovery``) re-queues an interrupted job first; faults
+(``backend.health``, ``backend.watchdog``) show in ``status()``; a stop re-queues a late job.
 """
 
 from __future__ import annotations
