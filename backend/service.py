@@ -24,12 +24,10 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
   ``waiting(job_id)``, ``queue_departures`` and ``availability()``.
 - ``job``, ``history`` (at most ``HISTORY_MAX``), ``status`` (admins only); ``check_access``,
   ``is_admin``, ``check_can_manage`` (``backend.access``'s rules).
-- ``active_jobs(platform)``, ``undelivered(platform)``, ``begin_delivery(job_id)`` before an
-  upload and ``mark_delivered(job_id)`` / ``delivery_failed(job_id)`` after it: re-attach and
-  retry delivery after a restart, resending an upload a crash interrupted at most once.
-- ``user_settings``, ``set_defaults``, ``reset_defaults`` (``backend.defaults``); admins only:
-  ``set_banned``, ``set_hourly_quota``.
-- ``content`` (issue 16): ``policy_of``, ``set_policy``, ``check_deliverable``; ``PromptRefused``.
+- ``active_jobs``, ``undelivered``, ``begin_delivery`` / ``mark_delivered`` / ``delivery_failed``:
+  re-attach and deliver after a restart, resending an upload a crash interrupted at most once.
+- ``user_settings``, ``set_defaults``, ``reset_defaults``; admins: ``set_banned``, quotas.
+- ``content``: ``policy_of``, ``set_policy``, ``check_deliverable`` (``backend.content``).
 
 Behaviour (user-facing keys: ``backend.keys``): engines that cannot load leave jobs queued with
 ``Queued.unavailable``; recovery (``backend.recovery``) re-queues an interrupted job first; faults
