@@ -1,10 +1,6 @@
 """The backend facade: adapters import it and ``domain``, ``errors``, ``config``, nothing else.
 
-Lifecycle (one composition root opens it):
-
-    async with Service.open(config, engine_factory) as service:
-        ...   # adapters call service.submit(...) etc.
-
+Lifecycle: ``async with Service.open(config, engine_factory) as service:`` (one composition root).
 Opening: the data directory's instance lock (``backend.instance``), the store, recovery, then
 jobs are accepted; engines build in a background thread; the stall watchdog starts. Closing:
 refuse new jobs, let the running step finish within ``service.stop_grace_s``, stop workers, end
