@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from backend.config import Config, EngineSettings
 from backend.engine.protocol import Engine
 from backend.service import Service
-from backend.status_server import serve_status
+from backend.status_server import check_bind, serve_status
 
 log = logging.getLogger("majicbot.app")
 
@@ -71,11 +71,13 @@ async def running_app(
     config: Config, engine_factory: EngineFactory | None = None
 ) -> AsyncIterator[Service]:
     """Everything ``serve`` runs, started in order and stopped in reverse."""
+    check_bind(config.service.status_host, config.service.status_token)  # before anything starts
     adapters_up = threading.Event()
     factory = after(adapters_up, engine_factory or default_engine_factory(config))
     async with Service.open(config, factory) as service:
+        status = config.service
         async with serve_status(
-            config.service.status_host, config.service.status_port, service.status
+            status.status_host, status.status_port, service.status, status.status_token
         ) as port:
             log.info("status endpoint on %s:%d", config.service.status_host, port)
             async with AsyncExitStack() as stack:
