@@ -35,6 +35,7 @@ class Retention:
     async def forget(self, job_id: str) -> None:
         """Drop ``job_id``'s prompt, name and token, then delete its image file."""
         path = await self._store.forget(job_id)
+        await self._store.scrub()
         if path is not None:
             await unlink_all([path])
         log.info("job %s forgotten (prompt and image deleted)", job_id)
@@ -48,6 +49,8 @@ class Retention:
             return 0
         old = await self._store.remembered_before(now - keep_days * DAY_S)
         paths = [path for job_id in old if (path := await self._store.forget(job_id))]
+        if old:
+            await self._store.scrub()
         await unlink_all(paths)
         if old:
             log.info("retention: forgot %d job(s) older than %d days", len(old), keep_days)

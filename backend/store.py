@@ -213,6 +213,7 @@ class Store:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute("PRAGMA secure_delete=ON")  # forgotten prompts are overwritten
             await _migrate(db)
             yield cls(db)
         finally:
@@ -388,6 +389,10 @@ class Store:
         )
         path = rows[0]["result_path"] if rows else None
         return Path(path) if path else None
+
+    async def scrub(self) -> None:
+        """Move the WAL into the file and empty it: old copies of forgotten rows go with it."""
+        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def remembered_before(self, before: float) -> list[str]:
         """Finished jobs accepted before ``before`` that still hold a prompt or an image."""
