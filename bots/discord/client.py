@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 
 from backend.config import Config
-from backend.errors import UserError
+from backend.errors import AccessDenied, UserError
 from backend.service import Service
 from bots.discord.access import requester_of
 from bots.discord.actions import handle_button
@@ -19,7 +19,7 @@ from bots.discord.errors import report_error
 from bots.discord.jobs import DiscordJobs
 from bots.discord.sync import sync_if_changed
 from bots.discord.translator import CommandTranslator, language_of
-from bots.discord.views import JobButton
+from bots.discord.views import CUSTOM_ID_PATTERN, JobButton
 from bots.follow import Clock, FollowerTuning
 
 log = logging.getLogger("majicbot.discord")
@@ -84,6 +84,23 @@ class MajicClient(discord.Client):
     def jobs(self) -> DiscordJobs:
         return self.majic.jobs
 
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Answer a click whose custom id is not on its message (a modified client forged it).
+
+        discord.py drops such a click silently (the user would see "interaction failed");
+        nothing is done, but the user gets the sentence every refused button gets.
+        """
+        if interaction.type is not discord.InteractionType.component:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        match = CUSTOM_ID_PATTERN.fullmatch(custom_id)
+        if match is None or custom_id in _custom_ids(interaction.message):
+            return
+        refusal = AccessDenied("error.wrong_message", job_id=match["job_id"])
+        lang = language_of(interaction, self.config.discord.default_language)
+        await report_error(interaction, refusal, lang)
+
     async def setup_hook(self) -> None:
         """Register the persistent buttons and sync the commands if they changed."""
         self.add_dynamic_items(JobButton)
@@ -97,3 +114,13 @@ class MajicClient(discord.Client):
         except discord.HTTPException:
             # Keep serving with the commands Discord already has; the next start retries.
             log.exception("syncing application commands failed")
+
+
+def _custom_ids(message: discord.Message | None) -> set[str]:
+    """The custom ids of the buttons on ``message`` (top-level rows, as ours are)."""
+    found: set[str] = set()
+    for row in message.components if message is not None else ():
+        for child in getattr(row, "children", ()):
+            if isinstance(custom_id := getattr(child, "custom_id", None), str):
+                found.add(custom_id)
+    return found

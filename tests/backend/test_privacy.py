@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import stat
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,7 @@ async def test_forged_buttons_are_refused_and_change_nothing(config: Config) -> 
         other_message = MessageRef("c1", "m9")
         bob = requester("bob")
         refusals = {}
-        attempts = {
+        attempts: dict[str, Callable[[], Awaitable[object]]] = {
             "delete by someone else": lambda: service.delete(job_id, bob, photo),
             "delete from another chat": lambda: service.delete(job_id, requester("u1"), other_chat),
             "delete from another message": lambda: service.delete(job_id, bob, other_message),

@@ -104,15 +104,17 @@ async def test_a_foreign_host_header_is_refused() -> None:
     async def snapshot(_: Requester) -> StatusSnapshot:
         return SNAPSHOT
 
-    async with serve_status("127.0.0.1", 0, snapshot, TOKEN) as port:
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}/status"
-            for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
-                async with session.get(url, headers={"Host": host}) as response:
-                    assert response.status == 421, host
-                    assert "running" not in await response.text()
-            async with session.get(url, headers={"Host": f"localhost:{port}"}) as response:
-                assert response.status == 200
+    async with (
+        serve_status("127.0.0.1", 0, snapshot, TOKEN) as port,
+        aiohttp.ClientSession() as session,
+    ):
+        url = f"http://127.0.0.1:{port}/status"
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+            async with session.get(url, headers={"Host": host}) as response:
+                assert response.status == 421, host
+                assert "running" not in await response.text()
+        async with session.get(url, headers={"Host": f"localhost:{port}"}) as response:
+            assert response.status == 200
     assert [host_allowed(h, "127.0.0.1") for h in ("[::1]:80", "LOCALHOST", "", "a:b:c")] == [
         True,
         True,
