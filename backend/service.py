@@ -182,6 +182,7 @@ class Service:
             p = job.params
             size = f"steps={p.steps} size={p.width}x{p.height}"
             log.info("job %s queued at position %d %s %s", job.id, position, describe(job), size)
+            log.debug("job %s prompt %r", job.id, p.prompt)  # prompts: DEBUG only
         existing = admitted.seq is None
         waiting = self._board.waiting(job.id)
         if waiting is None:  # an earlier submit of the same key, already running or done

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backend.config import Config
+from tests.log_scan import SCANNED_LOGGERS, LeakScan
 from tests.tinyflux import register_tiny_models, write_tiny_models
 
 # ---- tiny FLUX (engine) -----------------------------------------------------------------------
@@ -37,3 +40,32 @@ def tiny_config(tmp_path: Path, tiny_models_dir: Path) -> Config:
             base.limits, default_side=64, min_side=64, max_side=256, default_steps=2
         ),
     )
+
+
+# ---- privacy: no prompt or name in any log record at INFO or above ------------------------------
+
+
+@pytest.fixture(scope="session")
+def leak_scan() -> Iterator[LeakScan]:
+    """``LeakScan`` on the root logger for the whole run (see ``tests/log_scan.py``)."""
+    scan = LeakScan()
+    root = logging.getLogger()
+    loggers = [logging.getLogger(name) for name in SCANNED_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    root.addHandler(scan)
+    try:
+        yield scan
+    finally:
+        root.removeHandler(scan)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _no_prompt_in_logs(leak_scan: LeakScan) -> Iterator[None]:
+    yield
+    leaks = leak_scan.take()
+    assert leaks == [], "a prompt or a name was logged at INFO or above:\n" + "\n".join(leaks)

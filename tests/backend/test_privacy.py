@@ -22,8 +22,9 @@ from backend.store import Store
 from tests.backend.engines import StepEngine
 from tests.backend.helpers import collect, make_config, request, requester, with_section
 from tests.backend.test_store import make_job
+from tests.log_scan import PROMPT_MARKER
 
-PROMPT = "a private prompt about my cat"
+PROMPT = f"a private prompt about my cat {PROMPT_MARKER}"
 
 
 def mode(path: Path) -> int:
