@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend.config import Config
+from backend.logs import RedactSecrets
 from tests.log_scan import SCANNED_LOGGERS, LeakScan
 from tests.tinyflux import register_tiny_models, write_tiny_models
 
@@ -66,6 +67,14 @@ def leak_scan() -> Iterator[LeakScan]:
 
 @pytest.fixture(autouse=True)
 def _no_prompt_in_logs(leak_scan: LeakScan) -> Iterator[None]:
+    root = logging.getLogger()
+    if leak_scan not in root.handlers:  # ``setup_logging`` (the CLI's) replaces root handlers
+        root.addHandler(leak_scan)
     yield
+    for handler in list(root.handlers):  # what a CLI test's ``setup_logging`` left behind
+        if any(isinstance(f, RedactSecrets) for f in handler.filters):
+            root.removeHandler(handler)
+    if leak_scan not in root.handlers:
+        root.addHandler(leak_scan)
     leaks = leak_scan.take()
     assert leaks == [], "a prompt or a name was logged at INFO or above:\n" + "\n".join(leaks)
