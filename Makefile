@@ -11,10 +11,18 @@ CONFIG ?= config.toml
 run: $(VENV)/.installed $(CONFIG)
 	$(BIN)/majicbot serve --config $(CONFIG)
 
-test: $(VENV)/.installed-dev
+# The type check and the tests run side by side (each is single-threaded; CI has two cores).
+test: lint
+	$(MAKE) --no-print-directory -j2 typecheck unit
+
+lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
+
+unit: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 bench-backend: $(VENV)/.installed-dev

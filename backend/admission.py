@@ -3,29 +3,48 @@
 In order: access (bans in config and in the store, allowlists), the idempotency key (a request
 already accepted returns its job, whatever the limits say now), the user's defaults, validation,
 then the limits for non-admins — per-user cap on queued + running jobs, hourly quota (every job
-accepted in the last hour counts, cancelled ones too), global queue cap. Submits in flight hold a
-reservation so that concurrent ones cannot all slip under a cap while their INSERTs wait.
+accepted in the last hour counts, cancelled ones too), global queue cap. While the store or the
+image folder is failing (``backend.health``), or the INSERT itself fails, the request is refused
+with ``keys.STORAGE_UNAVAILABLE``: a job that could not be recorded is never announced. Submits
+in flight hold a reservation so that concurrent ones cannot all slip under a cap while their
+INSERTs wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import secrets
+import sqlite3
 import string
+import tempfile
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 
+from backend import keys
 from backend.access import Access
 from backend.config import Config
-from backend.domain import GenerationParams, ImagineRequest, Job, JobStatus, Requester
+from backend.domain import (
+    SEED_MAX,
+    Component,
+    GenerationParams,
+    ImagineRequest,
+    Job,
+    JobStatus,
+    Options,
+    ReplyTarget,
+    Requester,
+)
 from backend.errors import AccessDenied, LimitReached
+from backend.health import Health
 from backend.pool import WorkerPool
 from backend.positions import Board
 from backend.scheduler import UserKey
 from backend.store import DuplicateIdempotencyKey, DuplicateJobId, Store
 from backend.users import Users
-from backend.validation import resolve_params
+from backend.validation import random_seed, resolve_params
 
 log = logging.getLogger("majicbot.admission")
 
@@ -41,6 +60,16 @@ def new_job_id() -> str:
 
 def user_key(requester: Requester) -> UserKey:
     return (requester.platform.value, requester.user_id)
+
+
+def reroll_request(
+    job: Job, requester: Requester, reply_to: ReplyTarget, *, variation: bool
+) -> ImagineRequest:
+    """``job``'s prompt and settings for ``requester``: a new random seed, or seed + 1."""
+    p = job.params
+    seed = (p.seed + 1) % (SEED_MAX + 1) if variation else random_seed()
+    options = Options(seed, p.steps, p.width, p.height, None, p.guidance)
+    return ImagineRequest(p.prompt, requester, reply_to, options, parent_job_id=job.id)
 
 
 @dataclass(frozen=True)
@@ -62,8 +91,10 @@ class Admission:
         access: Access,
         board: Board,
         pool: WorkerPool,
+        health: Health,
     ) -> None:
         self._config = config
+        self._health = health
         self._store = store
         self._users = users
         self._access = access
@@ -93,6 +124,8 @@ class Admission:
         user = user_key(requester)
         if not self._access.is_admin(requester):
             self._check_limits(requester, now)
+        if self._health.is_failing(Component.DISK):
+            await self._probe_disk()
         self._reserved[user] += 1
         try:
             return await self._insert(request, params, now)
@@ -100,6 +133,24 @@ class Admission:
             self._reserved[user] -= 1
             if not self._reserved[user]:
                 del self._reserved[user]
+
+    async def _probe_disk(self) -> None:
+        """While PNG writes fail: accept only if the image folder takes a file again."""
+        folder = self._config.outputs_dir
+
+        def probe() -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder, prefix=".probe-") as fh:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        try:
+            await asyncio.to_thread(probe)
+        except OSError as exc:
+            log.warning("refusing a job: the image folder %s still fails: %s", folder, exc)
+            raise LimitReached(keys.STORAGE_UNAVAILABLE) from None
+        self._health.recovered_all(Component.DISK)
 
     def _same_requester(self, job: Job, requester: Requester) -> Job:
         if user_key(job.requester) != user_key(requester):
@@ -147,6 +198,10 @@ class Admission:
                 existing = await self._store.job_by_key(request.idempotency_key or "")
                 assert existing is not None
                 return Admitted(self._same_requester(existing, request.requester), None)
+            except sqlite3.Error as exc:
+                self._health.failing(Component.STORE, "", f"storing a new job: {exc}")
+                raise LimitReached(keys.STORAGE_UNAVAILABLE) from None
+            self._health.recovered(Component.STORE, "")
             self._recent.setdefault(user_key(request.requester), deque()).append(now)
             return Admitted(job, seq)
         raise RuntimeError("could not draw a free job id")  # 5 collisions in 62**9: a bug

@@ -1,5 +1,9 @@
 """Cancelling: a queued job at once, a running one at its next denoising step.
 
+After the last step (the decode) no step is left to stop at: such a cancel is refused with
+``cancel.already_finishing``. One that slips in between the engine's last check and its last
+step's report is honoured by ``Results.succeeded``, which discards the image (``Cancelled``).
+
 ``cancel_latest`` is the one definition of "my newest job" for ``/cancel`` without an id: the
 requester's most recently accepted job that is queued or running, on their platform.
 """
@@ -10,6 +14,7 @@ import logging
 import time
 from dataclasses import replace
 
+from backend import keys
 from backend.access import Access
 from backend.domain import Cancelled, Job, JobStatus, Requester
 from backend.errors import JobNotCancellable, JobNotFound, NothingToCancel, ServiceStopping
@@ -43,6 +48,8 @@ class Cancels:
         for worker, active in self._pool.active():
             if active.job.id == job_id:
                 self._access.check_can_manage(active.job, requester)
+                if active.step >= active.job.params.steps:  # decoding: no step checks the flag
+                    raise JobNotCancellable(keys.ALREADY_FINISHING, job_id=job_id)
                 active.cancel.set()
                 log.info("job %s cancel requested while running %s", job_id, describe(active.job))
                 return replace(

@@ -2,13 +2,22 @@
 
 Every key, its default and its allowed range is declared here once (``field(metadata=...)``) and
 documented for users in ``config.example.toml``. Secrets come from the environment
-(``TELEGRAM_BOT_TOKEN``, ``DISCORD_BOT_TOKEN``) or the file and are never shown in a repr or a log.
+(``TELEGRAM_BOT_TOKEN``, ``DISCORD_BOT_TOKEN``, ``MAJICBOT_STATUS_TOKEN``) or the file and are
+never shown in a repr or a log.
+
+Besides each key's own range, the checks across keys refuse what the limits could never serve:
+non-finite numbers (``nan``, ``inf``), empty lists where one item is needed, a default size
+outside the side bounds, ``max_pixels`` below ``min_side²``, an aspect ratio whose size cannot fit
+``max_side``, admin ids that are not numeric ids, and a non-loopback ``status_host`` without
+``service.status_token``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
+import math
 import os
 import tomllib
 import typing
@@ -45,14 +54,26 @@ class EngineConfig:
     # Override single files; empty = the ModelScope layout under models_dir.
     dit_path: str = ""
     # "auto" = every visible CUDA device, else the CPU; or a list like ["cuda:0", "cuda:1"].
-    devices: tuple[str, ...] = ("auto",)
+    devices: tuple[str, ...] = field(default=("auto",), metadata={"nonempty": True})
     profile: str = field(default="auto", metadata=_choice(*PROFILES))
     # Memory kept free by auto profile selection, GiB.
     vram_margin_gb: float = field(default=2.0, metadata=_range(0, 64))
     # Run a tiny generation after loading so the first user does not pay for lazy init.
     warmup: bool = True
-    # torch.compile the repeated DiT blocks (slow first image, faster steady state).
-    compile: bool = False
+    # torch.compile the repeated DiT blocks of the resident profiles (gpu, gpu-fp8) in a
+    # background thread; jobs run eager until the compiled path takes over (never blocks
+    # readiness). Artefacts persist under <storage.data_dir>/compile. Ignored on the CPU.
+    compile: bool = True
+    # "auto" = Inductor's "default" (compiles in seconds); "max-autotune-no-cudagraphs" gives
+    # faster fp8 kernels after minutes of background compile (BENCHMARKS.md).
+    compile_mode: str = field(
+        default="auto", metadata=_choice("auto", "default", "max-autotune-no-cudagraphs")
+    )
+    # fp8 weights *and* fp8 matmuls for the DiT (lossy; cards of compute capability >= 8.9):
+    # gpu-fp8 computes in fp8 and auto prefers it. Elsewhere refused with a note in /status.
+    fp8_compute: bool = False
+    # Text embeddings kept per prompt for Reroll/Variations (~4 MB of VRAM each); 0 = off.
+    prompt_cache_entries: int = field(default=32, metadata=_range(0, 1024))
     # Tokens kept of the prompt by T5 (FLUX.1 was trained with 512).
     t5_max_tokens: int = field(default=512, metadata=_range(64, 512))
 
@@ -75,7 +96,9 @@ class LimitsConfig:
     max_guidance: float = field(default=10.0, metadata=_range(0, 30))
     # Default image: square of this side; aspect ratios keep about this many pixels.
     default_side: int = field(default=1024, metadata=_range(64, 2048, multiple=16))
-    aspect_ratios: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3")
+    aspect_ratios: tuple[str, ...] = field(
+        default=("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3"), metadata={"nonempty": True}
+    )
     # Explicit --size WxH: each side a multiple of 16 within [min_side, max_side] and at most
     # max_pixels pixels.
     min_side: int = field(default=256, metadata=_range(16, 4096, multiple=16))
@@ -86,6 +109,9 @@ class LimitsConfig:
     per_user_queue: int = field(default=3, metadata=_range(1, 1000))
     per_user_hourly: int = field(default=60, metadata=_range(1, 100000))
     queue_max: int = field(default=200, metadata=_range(1, 1000000))
+    # Seconds without a denoising step before a running job counts as stalled (the engine is
+    # stuck); 0 = derived from the measured step time (``backend.watchdog``).
+    stall_timeout_s: float = field(default=0.0, metadata=_range(0, 86400))
 
 
 @dataclass(frozen=True)
@@ -123,7 +149,7 @@ class DiscordConfig:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    # Local status endpoint used by `majicbot status` (loopback only).
+    # Local status endpoint used by `majicbot status` (loopback unless status_token is set).
     status_host: str = "127.0.0.1"
     status_port: int = field(default=8765, metadata=_range(0, 65535))
     # Bearer token of the status endpoint (env MAJICBOT_STATUS_TOKEN): needed for detail (user
@@ -163,11 +189,25 @@ class EngineSettings:
 
     engine: EngineConfig
     max_pixels: int
+    # (height, width) the background compile prepares: the default square, then every ratio.
+    compile_sizes: tuple[tuple[int, int], ...] = ()
+    data_dir: Path = Path("data")  # compile artefacts persist under data_dir / "compile"
 
     @classmethod
     def of(cls, config: Config) -> EngineSettings:
+        from backend.validation import aspect_size  # validation imports this module
+
         limits = config.limits
-        return cls(config.engine, max(limits.max_pixels, limits.default_side**2))
+        sizes = [(limits.default_side, limits.default_side)]
+        for ratio in limits.aspect_ratios:
+            width, height = aspect_size(ratio, limits)
+            sizes.append((height, width))
+        return cls(
+            config.engine,
+            max(limits.max_pixels, limits.default_side**2),
+            tuple(sizes),
+            config.storage.data_dir,
+        )
 
 
 _TOKEN_ENV = {"telegram": "TELEGRAM_BOT_TOKEN", "discord": "DISCORD_BOT_TOKEN"}
@@ -246,6 +286,8 @@ def _coerce(hint: Any, value: Any, name: str, meta: Mapping[str, Any]) -> Any:
         if isinstance(value, bool) or not ok:
             kind = "an integer" if hint is int else "a number"
             raise ConfigError(f"{name} = {shown}: must be {kind}{_describe(meta)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} = {shown}: must be a finite number{_describe(meta)}")
         _check_range(hint(value), name, meta)
         return hint(value)
     if hint in (str, Secret, Path):
@@ -261,6 +303,8 @@ def _coerce(hint: Any, value: Any, name: str, meta: Mapping[str, Any]) -> Any:
         items = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         if not all(isinstance(v, str) for v in items):
             raise ConfigError(f"{name} = {shown}: must be a list of strings (or numeric ids)")
+        if meta.get("nonempty") and not items:
+            raise ConfigError(f"{name} = []: must name at least one item")
         return tuple(items)
     raise TypeError(f"unsupported config type {hint!r} for {name}")  # programming error
 
@@ -304,12 +348,9 @@ def _check_cross_fields(config: Config) -> None:
             f"limits.default_guidance = {lim.default_guidance}: must be between "
             f"limits.min_guidance ({lim.min_guidance}) and limits.max_guidance ({lim.max_guidance})"
         )
-    if lim.min_side > lim.max_side:
-        raise ConfigError(f"limits.min_side = {lim.min_side}: must not exceed limits.max_side")
-    for ratio in lim.aspect_ratios:
-        parts = ratio.split(":")
-        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise ConfigError(f"limits.aspect_ratios: {ratio!r} is not of the form W:H, e.g. 16:9")
+    _check_sizes(lim)
+    _check_admin_ids(config)
+    _check_status_host(config.service)
     tg = config.telegram
     if tg.enabled and tg.mode == "webhook" and not tg.webhook_url.startswith("https://"):
         raise ConfigError(
@@ -325,3 +366,69 @@ def _check_cross_fields(config: Config) -> None:
 def _is_cuda_device(device: str) -> bool:
     prefix, _, index = device.partition(":")
     return prefix == "cuda" and (index == "" or index.isdigit())
+
+
+def _check_sizes(lim: LimitsConfig) -> None:
+    if lim.min_side > lim.max_side:
+        raise ConfigError(f"limits.min_side = {lim.min_side}: must not exceed limits.max_side")
+    if not lim.min_side <= lim.default_side <= lim.max_side:
+        raise ConfigError(
+            f"limits.default_side = {lim.default_side}: must be between limits.min_side "
+            f"({lim.min_side}) and limits.max_side ({lim.max_side})"
+        )
+    if lim.max_pixels < lim.min_side**2:
+        raise ConfigError(
+            f"limits.max_pixels = {lim.max_pixels}: must be at least limits.min_side² "
+            f"({lim.min_side**2}), or no --size could ever pass"
+        )
+    for ratio in lim.aspect_ratios:
+        parts = ratio.split(":")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ConfigError(f"limits.aspect_ratios: {ratio!r} is not of the form W:H, e.g. 16:9")
+        width, height = _ratio_size(int(parts[0]) / int(parts[1]), lim.default_side)
+        if max(width, height) > lim.max_side:
+            raise ConfigError(
+                f"limits.aspect_ratios: {ratio!r} gives {width}x{height} at limits.default_side "
+                f"= {lim.default_side}, a side over limits.max_side ({lim.max_side}); remove it, "
+                f"or raise limits.max_side"
+            )
+
+
+def _ratio_size(ratio: float, side: int) -> tuple[int, int]:
+    """The size ``backend.validation.aspect_size`` gives (kept in step with it by a test)."""
+
+    def rounded(value: float) -> int:
+        return max(16, round(value / 16) * 16)
+
+    return rounded(side * math.sqrt(ratio)), rounded(side / math.sqrt(ratio))
+
+
+def _check_admin_ids(config: Config) -> None:
+    for name, ids in (
+        ("telegram.admins", config.telegram.admins),
+        ("discord.admins", config.discord.admins),
+        ("discord.admin_roles", config.discord.admin_roles),
+    ):
+        for value in ids:
+            if not value.isascii() or not value.isdigit():
+                raise ConfigError(
+                    f"{name}: {value!r} is not an id; give numeric ids (a Telegram username "
+                    f"such as '@ada' matches nobody: ask @userinfobot, or Discord's "
+                    f"Developer Mode → Copy ID)"
+                )
+
+
+def _check_status_host(service: ServiceConfig) -> None:
+    host = service.status_host
+    if host == "localhost" or service.status_token:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"service.status_host = {host!r}: the status endpoint is unauthenticated on a "
+            f"loopback address only; use 127.0.0.1, or set MAJICBOT_STATUS_TOKEN "
+            f"(service.status_token) to protect it"
+        )

@@ -317,6 +317,28 @@ class ComponentState:
         return self.bytes_read / self.bytes_total if self.bytes_total else 0.0
 
 
+class Optimization(StrEnum):
+    """Where an engine's compiled (faster) path stands. The engine serves from the moment it is
+    ready, eager at first; compilation never blocks a job."""
+
+    OFF = "off"  # not compiled: engine.compile = false, the CPU, or a streaming profile
+    OPTIMIZING = "optimizing"  # compiling in a background thread; jobs run eager meanwhile
+    OPTIMIZED = "optimized"  # compiled; jobs from the next one on run the compiled path
+    FAILED = "failed"  # compilation failed; jobs keep running eager (detail says why)
+
+
+@dataclass(frozen=True)
+class OptimizationState:
+    """What ``/status`` shows as "optimizing…" / "optimized" for one engine."""
+
+    phase: Optimization = Optimization.OFF
+    detail: str = ""  # what is compiled (path, mode, sizes) or why it is off / failed
+    sizes_done: int = 0  # image sizes compiled so far (each aspect ratio is one shape)
+    sizes_total: int = 0
+    compile_s: float | None = None  # wall seconds of the background compile, once done
+    cache: str = ""  # "cold", or "warm" when saved compile artefacts were loaded first
+
+
 @dataclass(frozen=True)
 class EngineState:
     """Snapshot of one engine (one worker's pipeline)."""
@@ -330,6 +352,7 @@ class EngineState:
     error: str | None = None
     vram_used_bytes: int | None = None
     vram_total_bytes: int | None = None
+    optimization: OptimizationState = OptimizationState()
 
     @property
     def ready(self) -> bool:
@@ -355,9 +378,29 @@ class RunningJob:
     requester: Requester
 
 
+class Component(StrEnum):
+    """What part of the service a ``Fault`` is about."""
+
+    STORE = "store"  # the SQLite job database: a write failed (locked, disk full, read-only)
+    DISK = "disk"  # the image folder: writing a result PNG failed
+    ENGINE = "engine"  # an engine call stalled (no denoising step within the stall timeout)
+    WORKER = "worker"  # a worker's loop raised and was restarted
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something failing now (``backend.health``); cleared by the next success of the same kind."""
+
+    component: Component
+    where: str  # the worker's name, or "" for the whole service
+    detail: str  # for admins: the error, the path, the job
+    since: float  # unix seconds of the first failure of this run of failures
+    count: int = 1  # failures since then
+
+
 @dataclass(frozen=True)
 class StatusSnapshot:
-    """Everything /status shows, in one frozen object."""
+    """Everything /status shows, in one frozen object. ``faults`` non-empty: degraded."""
 
     engines: tuple[EngineState, ...]
     queue_length: int
@@ -369,11 +412,14 @@ class StatusSnapshot:
     process_rss_bytes: int
     accepting: bool
     versions: tuple[tuple[str, str], ...] = ()
+    faults: tuple[Fault, ...] = ()
+    taken_at: float = 0.0  # unix seconds (the ages of ``faults`` are counted from it)
 
 
 class HistoryScope(StrEnum):
     """Whose jobs ``Service.history`` lists; CHAT and ALL are for admins."""
 
-    USER = "user"
-    CHAT = "chat"
-    ALL = "all"
+    USER = "user"  # the requester's own jobs, wherever they asked
+    USER_IN_CHAT = "user_in_chat"  # the requester's own jobs in this chat (a group's /history)
+    CHAT = "chat"  # everyone's jobs in this chat (admins)
+    ALL = "all"  # everyone's jobs (admins)

@@ -16,6 +16,9 @@
     │   ├── OutOfMemory                CUDA OOM during a job (the worker keeps serving)
     │   └── GenerationCancelled        raised inside the engine when a job is cancelled mid-run
     ├── AdapterUnavailable             a chat platform cannot be reached at start (network, URL)
+    ├── StartupError                   the machine refuses what serving needs (CLI exits with 2):
+    │   └── InstanceLocked               another instance holds the data directory
+    ├── EngineStuck                    an engine call never returned: the process exits non-zero
     └── DownloadError                  `majicbot download` could not fetch or verify a file
 
 User-facing errors carry ``key`` (a constant of ``backend.keys``, translated by ``bots.i18n``) and
@@ -47,8 +50,20 @@ class UserError(MajicbotError):
     def __init__(self, key: str | None = None, detail: str = "", **params: Any) -> None:
         self.key = key or type(self).key
         self.params: Mapping[str, Any] = params
-        self.detail = detail or f"{self.key} {params}"
+        self.detail = detail or f"{self.key} {_capped(params)}"
         super().__init__(self.detail)
+
+
+LOGGED_VALUE_CHARS = 80  # a parameter's repr in a log line (user values can be 100 kB)
+
+
+def _capped(params: Mapping[str, Any]) -> str:
+    """``{'value': '9999…'}``: every value's repr cut to ``LOGGED_VALUE_CHARS``."""
+    return "{" + ", ".join(f"{name!r}: {_cut(repr(v))}" for name, v in params.items()) + "}"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= LOGGED_VALUE_CHARS else text[: LOGGED_VALUE_CHARS - 1] + "…"
 
 
 class InvalidRequest(UserError):
@@ -109,6 +124,18 @@ class GenerationCancelled(EngineError):
 
 class AdapterUnavailable(MajicbotError):
     """A chat platform could not be reached at start; the message says where and what to check."""
+
+
+class StartupError(MajicbotError):
+    """Serving cannot start here: the message names the path, port or host and the fix."""
+
+
+class InstanceLocked(StartupError):
+    """Another majicbot process holds the data directory's lock (it is named in the message)."""
+
+
+class EngineStuck(MajicbotError):
+    """An engine call stopped making progress and never returned; only a new process helps."""
 
 
 class DownloadError(MajicbotError):

@@ -22,15 +22,19 @@ def private_dir(path: Path) -> Path:
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        path.chmod(mode & DIR_MODE)
+        with contextlib.suppress(OSError):  # a read-only mount: whoever opens it next says so
+            path.chmod(mode & DIR_MODE)
     return path
 
 
 def private_file(path: Path, *, create: bool) -> None:
-    """Make ``path`` 0600, creating it empty first when ``create`` (a missing one is skipped)."""
-    if create:
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
-    with contextlib.suppress(FileNotFoundError):
+    """Make ``path`` 0600, creating it empty first when ``create`` (a missing one is skipped).
+
+    A file that cannot be created or changed (read-only) is left for its opener to refuse.
+    """
+    with contextlib.suppress(OSError):
+        if create:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
         path.chmod(FILE_MODE)
 
 

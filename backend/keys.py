@@ -37,6 +37,7 @@ ENGINE: Final = _key("error.engine")  # EngineError, and any other generation fa
 
 # ---- the request (InvalidRequest, backend.validation) -------------------------------------------
 PROMPT_EMPTY: Final = _key("error.prompt_empty")  # no params
+PROMPT_NOT_TEXT: Final = _key("error.prompt_not_text")  # no params: a lone surrogate and the like
 PROMPT_TOO_LONG: Final = _key("error.prompt_too_long", "length", "max")  # chars given, allowed
 STEPS_RANGE: Final = _key("error.steps_range", "value", "min", "max")  # asked; 1; limits.max_steps
 SEED_RANGE: Final = _key("error.seed_range", "value", "min", "max")  # given; 0; 2**32 - 1
@@ -73,9 +74,16 @@ JOB_NOT_CANCELLABLE: Final = _key("error.job_not_cancellable", "job_id", "status
 ALREADY_FINISHING: Final = _key("cancel.already_finishing", "job_id")  # past the last step
 NOTHING_TO_CANCEL: Final = _key("cancel.nothing")  # no params: no queued or running job
 STOPPING: Final = _key("error.stopping")  # ServiceStopping; no params
+# LimitReached: the job database or the image folder is failing (``backend.health``); no params
+STORAGE_UNAVAILABLE: Final = _key("error.storage_unavailable")
 
 # ---- job failures (EngineError subclasses; stored as Job.error_key) ----------------------------
-INTERRUPTED_TWICE: Final = _key("error.interrupted_twice")  # the process died twice mid-job
+INTERRUPTED_TWICE: Final = _key("error.interrupted_twice")  # stored by older versions only
+# Job failures are stored as a bare key (no params): the numbers are in ``Job.error_detail``.
+# Crashes interrupted the job's runs ``backend.recovery.MAX_INTERRUPTED_RUNS`` times.
+INTERRUPTED_REPEATEDLY: Final = _key("error.interrupted_repeatedly")
+STALLED: Final = _key("error.stalled")  # no denoising step within limits.stall_timeout_s
+STORAGE: Final = _key("error.storage")  # the image was made but could not be written to disk
 OOM: Final = _key("error.oom", "width", "height")  # OutOfMemory; the size that did not fit
 MODEL_FILES: Final = _key("error.model_files", "files", "command")  # ModelFilesMissing; for logs
 PROFILE_FIT: Final = _key("error.profile_fit", "profile", "needed_gib")  # ProfileDoesNotFit
@@ -97,5 +105,10 @@ PARSE_CONFLICT: Final = _key("parse.conflict", "first", "second")  # "--ar 16:9 
 PARSE_SETTINGS_USAGE: Final = _key("parse.settings_usage")  # no params: no option at all
 PARSE_SETTINGS_PROMPT: Final = _key("parse.settings_prompt", "text")  # words that are not options
 PARSE_SETTINGS_SEED: Final = _key("parse.settings_seed")  # no params: a default seed is refused
+
+# ---- Discord interactions the adapter refuses before any command runs (InvalidRequest) ---------
+DISCORD_BAD_OPTION: Final = _key("discord.bad_option", "option")  # a wrong, missing or extra option
+DISCORD_STALE_COMMAND: Final = _key("discord.stale_command")  # no params: unknown/changed command
+BUTTON_EXPIRED: Final = _key("cb.expired")  # no params: a button (custom_id) we did not make
 
 PARAMS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(_PARAMS)

@@ -4,6 +4,11 @@ The factory is blocking (it may import torch to count GPUs), so it runs in its o
 the service already accepts jobs; each engine's ``load`` then runs in its worker's thread. The
 pool answers what positions and ``/status`` need: warm-up progress, whether any engine can run
 jobs at all (and, if none can, a user-safe reason), each engine's state, the running jobs.
+
+Each worker runs under ``_supervise``: an exception that leaves its job loop (a bug; storage
+errors are retried where they happen) is logged with its traceback, opens a ``worker`` fault in
+``/status``, and the loop starts again after a backoff — no exception ends a worker silently.
+A worker the stall watchdog found stuck (``Worker.stuck``) is abandoned at stop, not waited for.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
-from backend.domain import EngineState, RunningJob
+from backend.domain import Component, EngineState, RunningJob
 from backend.engine.protocol import Engine
 from backend.estimates import Rates, mean_rates
+from backend.health import Health
 from backend.worker import ActiveJob, JobSink, JobSource, Worker
 
 log = logging.getLogger("majicbot.pool")
@@ -26,6 +32,7 @@ log = logging.getLogger("majicbot.pool")
 # After the grace period the running job is told to cancel; how long to wait for its next step.
 CANCEL_WAIT_S = 60.0
 UNAVAILABLE = "error.engine_unavailable"  # no engine, for a reason users need not know
+RESTART_BACKOFF_S = (0.5, 30.0)  # a crashed worker loop restarts after 0.5 s, doubling up to 30
 
 
 class PoolState(StrEnum):
@@ -40,9 +47,12 @@ class PoolState(StrEnum):
 class WorkerPool:
     """Builds the workers, reports their state, stops them. Lives on the event loop."""
 
-    def __init__(self, source: JobSource, sink: JobSink, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, source: JobSource, sink: JobSink, on_change: Callable[[], None], health: Health
+    ) -> None:
         self._source = source
         self._sink = sink
+        self._health = health
         self._on_change = on_change  # engines or their availability changed
         self.state = PoolState.BUILDING
         self.workers: list[Worker] = []
@@ -76,10 +86,30 @@ class WorkerPool:
         for name, engine in zip(_worker_names([e.device for e in engines]), engines, strict=True):
             worker = Worker(name, engine, self._source, self._sink)
             self.workers.append(worker)
-            task = asyncio.get_running_loop().create_task(worker.run(), name=f"worker-{name}")
+            task = asyncio.get_running_loop().create_task(
+                self._supervise(worker), name=f"worker-{name}"
+            )
             task.add_done_callback(_log_crash)
             self._tasks[worker] = task
         self.engine_changed()
+
+    async def _supervise(self, worker: Worker) -> None:
+        """Load, then serve; a crash of the job loop is reported and the loop restarted."""
+        if not await worker.load():
+            return
+        crashes = 0
+        while True:
+            try:
+                await worker.serve()
+                return
+            except Exception as exc:
+                crashes += 1
+                first, cap = RESTART_BACKOFF_S
+                delay = min(cap, first * 2 ** (crashes - 1))
+                log.exception("worker %s crashed; restarting it in %.1f s", worker.name, delay)
+                detail = f"crashed {crashes} time(s), last: {exc!r}; restarted"
+                self._health.failing(Component.WORKER, worker.name, detail)
+                await asyncio.sleep(delay)
 
     def engine_changed(self) -> None:
         """An engine's load state changed: log once if none can serve, tell the listener."""
@@ -153,7 +183,7 @@ class WorkerPool:
 
         The job source must already be closed (no worker takes a new job meanwhile).
         """
-        serving = [t for w, t in self._tasks.items() if w.ready]
+        serving = [t for w, t in self._tasks.items() if w.ready and not w.stuck]
         if serving:
             _, late = await asyncio.wait(serving, timeout=grace_s)
             if late:
@@ -161,7 +191,7 @@ class WorkerPool:
         self.state = PoolState.CLOSED
         for worker, task in self._tasks.items():
             task.cancel()
-            if worker.ready:
+            if worker.ready and not worker.stuck:
                 await worker.close()
             else:
                 worker.abandon()
@@ -169,6 +199,8 @@ class WorkerPool:
 
     async def _cancel_for_stop(self, late: set[asyncio.Task[None]]) -> None:
         for _, active in self.active():
+            if active.abandoned:
+                continue
             log.info("job %s: grace period over, cancelling for the stop", active.job.id)
             active.stopping = True
             active.cancel.set()
@@ -178,7 +210,7 @@ class WorkerPool:
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
+    if not task.cancelled() and task.exception() is not None:  # load() raised: a bug
         log.error("worker task %s crashed", task.get_name(), exc_info=task.exception())
 
 

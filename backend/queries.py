@@ -20,6 +20,7 @@ from backend.domain import (
     StatusSnapshot,
 )
 from backend.errors import JobNotFound
+from backend.health import Health
 from backend.pool import WorkerPool
 from backend.positions import Board
 from backend.status import process_rss_bytes, versions
@@ -31,8 +32,11 @@ HOUR_S = 3600.0
 class Queries:
     """Read-only views over the store and the live queue."""
 
-    def __init__(self, store: Store, access: Access, board: Board, pool: WorkerPool) -> None:
+    def __init__(
+        self, store: Store, access: Access, board: Board, pool: WorkerPool, health: Health
+    ) -> None:
         self._store = store
+        self._health = health
         self._access = access
         self._board = board
         self._pool = pool
@@ -48,12 +52,16 @@ class Queries:
         return job
 
     async def history(self, requester: Requester, scope: HistoryScope, limit: int) -> list[Job]:
-        """Newest first, at most ``HISTORY_MAX``: one's own jobs, or (admins) a chat's or all."""
+        """Newest first, at most ``HISTORY_MAX``: one's own jobs (all, or in this chat only), or
+        (admins) a chat's or all."""
         self._access.check(requester)
         limit = max(1, min(limit, HISTORY_MAX))
         platform = requester.platform
         if scope is HistoryScope.USER:
             return await self._store.history(platform, user_id=requester.user_id, limit=limit)
+        if scope is HistoryScope.USER_IN_CHAT:
+            user, chat = requester.user_id, requester.chat_id
+            return await self._store.history(platform, user_id=user, chat_id=chat, limit=limit)
         self._access.check_admin(requester)
         if scope is HistoryScope.CHAT:
             return await self._store.history(platform, chat_id=requester.chat_id, limit=limit)
@@ -74,6 +82,8 @@ class Queries:
             process_rss_bytes=process_rss_bytes(),
             accepting=accepting,
             versions=versions(),
+            faults=self._health.faults(),
+            taken_at=time.time(),
         )
 
     async def active_jobs(self, platform: Platform) -> list[Job]:
@@ -96,6 +106,17 @@ class Queries:
         where = MessageRef(chat_id or job.reply_to.chat_id, message_id)
         if not await self._store.add_result_message(job_id, where):
             raise JobNotFound(job_id=job_id)
+
+    async def begin_delivery(self, job_id: str) -> int:
+        """Count an upload as begun; the uploads a crash interrupted before (``JobNotFound``)."""
+        try:
+            return await self._store.begin_delivery(job_id)
+        except KeyError:
+            raise JobNotFound(job_id=job_id) from None
+
+    async def delivery_failed(self, job_id: str) -> None:
+        """The upload begun last did not arrive (it does not count against the resend)."""
+        await self._store.delivery_failed(job_id)
 
     async def mark_delivered(self, job_id: str) -> None:
         """Record that the adapter delivered ``job_id``'s result; raises ``JobNotFound``."""

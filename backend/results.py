@@ -3,19 +3,26 @@
 Started and Progress are published at once (and kept as the job's current state for late
 subscribers); a result is written as a PNG (in a thread), committed to SQLite, and only then
 published as ``Succeeded``. Failures and cancellations are committed, then published.
+
+Every write here goes through ``backend.health.retrying``: a PNG write is tried a few times, then
+the job fails with ``keys.STORAGE``; a store write is retried until it goes through (the job stays
+``running`` meanwhile, which is true), with the fault shown in ``/status``. A job the stall
+watchdog gave up on (``stalled_out``) is re-queued for the next process once, failed after that.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from backend import keys
 from backend.config import Config
-from backend.domain import Cancelled, Failed, Job, Progress, Started, Succeeded
+from backend.domain import Cancelled, Component, Failed, Job, Progress, Started, Succeeded
 from backend.engine.protocol import GenerationResult
 from backend.events import EventHub
+from backend.health import PNG_RETRY, STORE_RETRY, Health, RetryPolicy, retrying
 from backend.images import output_path, parameters_text, write_png
 from backend.status import versions
 from backend.store import Store
@@ -39,10 +46,14 @@ class Results:
         hub: EventHub,
         on_engine_change: Callable[[], None],
         on_job_end: Callable[[], None],
+        health: Health,
     ) -> None:
         self._config = config
         self._store = store
         self._hub = hub
+        self._health = health
+        self.store_retry: RetryPolicy = STORE_RETRY  # tests shorten these
+        self.png_retry: RetryPolicy = PNG_RETRY
         self._on_engine_change = on_engine_change
         self._on_job_end = on_job_end  # estimates changed (new timings, a worker is free)
         self._version = f"majicbot {dict(versions())['majicbot']}"  # read once: metadata is slow
@@ -52,7 +63,10 @@ class Results:
         # Publish before the first await: from ``take`` to here the job is neither queued nor
         # running for a new subscriber, and this keeps that gap inside one loop turn.
         self._publish_running(Started(job.id, worker.name))
-        await self._store.mark_running(job.id, worker.name, active.started_at)
+        await self._commit(
+            worker, "marking it running", job.id,
+            lambda: self._store.mark_running(job.id, worker.name, active.started_at),
+        )  # fmt: skip
         log.info("job %s started on %s %s", job.id, worker.name, describe(job))
 
     def progressed(self, worker: Worker, active: ActiveJob, step: int, total: int) -> None:
@@ -60,19 +74,31 @@ class Results:
 
     async def succeeded(self, worker: Worker, active: ActiveJob, result: GenerationResult) -> None:
         job = active.job
+        if active.cancel.is_set() and not active.stopping:  # accepted after the last check
+            await self.cancelled(worker, active)
+            return
         path = output_path(self._config.outputs_dir, job.id, job.created_at)
         model = result.model or self._config.engine.model
         text = parameters_text(job.params, model, result.profile, self._version)
         try:
-            await write_png(result.image, path, text)
+            await retrying(
+                lambda: write_png(result.image, path, text),
+                self._health, Component.DISK, worker.name, f"job {job.id}: writing {path}",
+                self.png_retry,
+            )  # fmt: skip
         except OSError as exc:
             log.error("job %s: writing %s failed: %s", job.id, path, exc)
-            await self.failed(worker, active, "error.engine", f"writing the image failed: {exc}")
+            await self.failed(worker, active, keys.STORAGE, f"writing {path} failed: {exc}")
             return
         timings = replace(result.timings, wait_s=max(0.0, active.started_at - job.created_at))
-        await self._store.mark_succeeded(
-            job.id, path, timings, time.time(), result.prompt_truncated
-        )
+        finished_at = time.time()
+        await self._commit(
+            worker, "recording its result", job.id,
+            lambda: self._store.mark_succeeded(
+                job.id, path, timings, finished_at, result.prompt_truncated
+            ),
+        )  # fmt: skip
+        self._health.recovered(Component.WORKER, worker.name)  # it serves again after a crash
         log.info(
             "job %s succeeded on %s in %.2f s %s",
             job.id,
@@ -84,7 +110,11 @@ class Results:
 
     async def failed(self, worker: Worker, active: ActiveJob, key: str, detail: str) -> None:
         job = active.job
-        await self._store.mark_failed(job.id, key, detail, time.time())
+        finished_at = time.time()
+        await self._commit(
+            worker, "recording its failure", job.id,
+            lambda: self._store.mark_failed(job.id, key, detail, finished_at),
+        )  # fmt: skip
         log.warning(
             "job %s failed on %s: %s (%s) %s", job.id, worker.name, key, detail, describe(job)
         )
@@ -92,15 +122,44 @@ class Results:
 
     async def cancelled(self, worker: Worker, active: ActiveJob) -> None:
         job = active.job
-        await self._store.mark_cancelled(job.id, time.time())
+        finished_at = time.time()
+        await self._commit(
+            worker, "recording its cancellation", job.id,
+            lambda: self._store.mark_cancelled(job.id, finished_at),
+        )  # fmt: skip
         log.info("job %s cancelled while running on %s %s", job.id, worker.name, describe(job))
         self._end(Cancelled(job.id))
 
     async def interrupted(self, worker: Worker, active: ActiveJob) -> None:
         job = active.job
-        await self._store.requeue(job.id, job.attempts)
+        await self._commit(
+            worker, "re-queueing it", job.id, lambda: self._store.requeue(job.id, job.attempts)
+        )
         self._hub.forget_running(job.id)
         log.info("job %s back to the queue for the next start %s", job.id, describe(job))
+
+    async def stalled_out(self, worker: Worker, active: ActiveJob, stalled_s: float) -> None:
+        """The engine call never returned: re-queue the job for the next process once, or fail.
+
+        The worker is stuck for good; the process is about to drain and exit for a restart.
+        """
+        job = active.job
+        if job.attempts >= 1:
+            detail = f"no denoising step for {stalled_s:.0f} s, again after a restart"
+            await self.failed(worker, active, keys.STALLED, detail)
+            return
+        await self._commit(
+            worker, "re-queueing it", job.id, lambda: self._store.requeue(job.id, job.attempts + 1)
+        )
+        self._hub.forget_running(job.id)
+        log.warning("job %s stalled on %s: re-queued for the next start", job.id, worker.name)
+
+    async def _commit(
+        self, worker: Worker, what: str, job_id: str, write: Callable[[], Awaitable[None]]
+    ) -> None:
+        await retrying(
+            write, self._health, Component.STORE, "", f"job {job_id}: {what}", self.store_retry
+        )
 
     def engine_changed(self, worker: Worker) -> None:
         self._on_engine_change()

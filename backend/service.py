@@ -5,20 +5,21 @@ Lifecycle (one composition root opens it):
     async with Service.open(config, engine_factory) as service:
         ...   # adapters call service.submit(...) etc.
 
-Opening: open the store, recover jobs from the last run, start accepting jobs, build the engines
-in a background thread (each then loads in its worker's thread). Closing: refuse new jobs
-(``ServiceStopping``), let the running step finish within ``service.stop_grace_s``, persist, stop
-workers, end every subscription, close the store. ``state`` says where it stands.
+Opening: the data directory's instance lock (``backend.instance``), the store, recovery, then
+jobs are accepted; engines build in a background thread; the stall watchdog starts. Closing:
+refuse new jobs, let the running step finish within ``service.stop_grace_s``, stop workers, end
+subscriptions, close the store, release the lock. ``state`` says where it stands; ``stuck`` is
+set when an engine call never returned (the owner should stop and exit non-zero).
 
 INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
 - ``submit(request) -> Submission``: checks access and limits (``UserError`` subclasses with a
   message key), commits the job to SQLite, then returns it with its queue position and ETA. A
   request whose ``idempotency_key`` was seen before returns that job's ``Submission`` instead.
-- ``reroll(job_id, requester, reply_to, variation, where) -> Submission``: same
-  prompt/steps/size/guidance; ``variation=False`` → new random seed, ``True`` → seed + 1.
-- ``cancel(job_id, requester, where=None) -> Job``: queued: at once; running: at the next denoising
-  step (returns at once; ``Cancelled`` follows). ``cancel_latest(requester)``: the requester's
-  newest queued or running job; ``NothingToCancel`` when there is none.
+- ``reroll(job_id, requester, reply_to, variation, where)``: the same settings, a new seed (or
+  seed + 1).
+- ``cancel(job_id, requester, where=None) -> Job``: queued: at once; running: at the next
+  denoising step (returns at once; ``Cancelled`` follows). ``cancel_latest(requester)``: the
+  requester's newest queued or running job; ``NothingToCancel`` when there is none.
 - Buttons: ``where`` is the ``MessageRef`` a button was pressed on (None for a command);
   ``job_for_action(job_id, requester, action, where)`` checks a button against the job's messages
   (``backend.access``: a forged job id on another message is refused); ``attach_result(job_id,
@@ -26,31 +27,26 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
   where)`` forgets the prompt and deletes the image file (the adapter then deletes the message).
 - Retention (``backend.retention``): finished jobs older than ``storage.keep_days`` lose their
   prompt, name and image; Discord tokens are dropped on delivery and after 15 minutes.
-- ``subscribe(job_id) -> AsyncIterator[JobEvent]``: first the current state (``Queued`` for a
-  waiting job), then only ``Started``, ``Progress`` and the terminal event. Many per job.
-- Queue positions are pulled: ``queue_version``; ``await queue_moved(after) -> int`` returns once
-  the version is past ``after`` (bumped at most once per loop turn when positions, estimates or
-  engines change); ``waiting(job_id) -> Queued | None`` (O(log n)); ``queue_departures`` (a
-  position falls by at most as many) and ``availability()`` tell a follower when to re-read.
-- ``job(job_id, requester=None) -> Job`` (``JobNotFound``), ``history(requester, scope, limit)``
-  (at most ``HISTORY_MAX``), ``status(requester)`` (admins only: ``status.admin_only``).
-- ``check_access(requester)`` (every command and button; stored bans included), ``is_admin``,
-  ``check_can_manage(job, requester)`` — the rules are ``backend.access``'s.
-- ``active_jobs(platform)``, ``undelivered(platform)``, ``mark_delivered(job_id)``: re-attach and
-  retry delivery after a restart.
-- ``user_settings``, ``set_defaults``, ``reset_defaults``: per-user defaults (``Options`` without a
-  seed; ``backend.defaults``). ``set_banned``, ``set_hourly_quota``: admins only.
+- ``subscribe(job_id)``: the current state, then ``Started``, ``Progress``, the terminal event.
+- Queue positions are pulled (``backend.positions``): ``queue_version``, ``queue_moved(after)``,
+  ``waiting(job_id)``, ``queue_departures`` and ``availability()``.
+- ``job``, ``history`` (at most ``HISTORY_MAX``), ``status`` (admins only); ``check_access``,
+  ``is_admin``, ``check_can_manage`` (``backend.access``'s rules).
+- ``active_jobs(platform)``, ``undelivered(platform)``, ``begin_delivery(job_id)`` before an
+  upload and ``mark_delivered(job_id)`` / ``delivery_failed(job_id)`` after it: re-attach and
+  retry delivery after a restart, resending an upload a crash interrupted at most once.
+- ``user_settings``, ``set_defaults``, ``reset_defaults`` (``backend.defaults``); admins only:
+  ``set_banned``, ``set_hourly_quota``.
 
-Behaviour worth knowing (user-facing keys are listed in ``backend.validation``):
-- Engines: until one is ready, waiting jobs show ``Queued.warming_percent``. If every engine failed
-  to load (or the factory failed), jobs are still accepted and stay queued (they run after a
-  restart with working weights); ``Queued.unavailable`` carries a user-safe key, ``status()`` each
-  engine's error, and the log one ERROR line.
-- Restart recovery (``backend.recovery``): queued jobs re-enter in order; a job found running goes
-  back to the front once, and fails with ``error.interrupted_twice`` the second time.
-- Stop: a running job still going after ``stop_grace_s`` is cancelled at its next step and goes
-  back to ``queued`` (not failed, attempts unchanged) for the next start; subscriptions end without
-  a terminal event.
+Behaviour worth knowing (user-facing keys: ``backend.keys``):
+- Engines: until one is ready, waiting jobs show ``Queued.warming_percent``; if none can load,
+  jobs stay queued, ``Queued.unavailable`` carries a user-safe key and ``status()`` the error.
+- Restart recovery (``backend.recovery``): queued jobs re-enter in order, a running one at the
+  front; it fails after ``MAX_INTERRUPTED_RUNS`` interrupted runs.
+- Faults (``backend.health``): storage writes are retried, failing parts show in ``status()``,
+  ``submit`` refuses while storage fails; the stall watchdog (``backend.watchdog``) fails a job
+  without progress, and sets ``stuck`` if its engine call never returns.
+- Stop: a job running past ``stop_grace_s`` is cancelled and re-queued (attempts unchanged).
 """
 
 from __future__ import annotations
@@ -64,11 +60,10 @@ from enum import StrEnum
 
 from backend.access import Access
 from backend.accounts import Accounts
-from backend.admission import Admission
+from backend.admission import Admission, reroll_request
 from backend.cancels import Cancels
 from backend.config import Config
 from backend.domain import (
-    SEED_MAX,
     Availability,
     HistoryScope,
     ImagineRequest,
@@ -88,6 +83,8 @@ from backend.domain import (
 from backend.engine.protocol import Engine
 from backend.errors import ServiceStopping
 from backend.events import EventHub, terminal_event
+from backend.health import Health
+from backend.instance import hold_instance
 from backend.pool import WorkerPool
 from backend.positions import Board
 from backend.queries import Queries
@@ -96,7 +93,7 @@ from backend.results import Results, describe
 from backend.retention import Retention
 from backend.store import Store
 from backend.users import Users
-from backend.validation import random_seed
+from backend.watchdog import Watchdog
 
 log = logging.getLogger("majicbot.service")
 
@@ -114,48 +111,58 @@ class Service:
 
     def __init__(self, config: Config, store: Store) -> None:
         self._config = config
+        self._store = store
         self.state = ServiceState.OPEN
         self._hub = EventHub()
+        self.health = Health()
         self._users = Users(store, config.limits)
         self._access = Access(config, self._users)
         self._board = Board()
-        results = Results(
-            config, store, self._hub, lambda: self._pool.engine_changed(), self._board.bump
-        )
-        self._pool = WorkerPool(self._board, results, self._board.bump)
+        self.results = Results(
+            config, store, self._hub, lambda: self._pool.engine_changed(), self._board.bump,
+            self.health,
+        )  # fmt: skip
+        self._pool = WorkerPool(self._board, self.results, self._board.bump, self.health)
         self._board.attach(self._pool)
         self._admission = Admission(
-            config, store, self._users, self._access, self._board, self._pool
+            config, store, self._users, self._access, self._board, self._pool, self.health
         )
         self._cancels = Cancels(store, self._hub, self._access, self._board, self._pool)
-        self._queries = Queries(store, self._access, self._board, self._pool)
+        self._queries = Queries(store, self._access, self._board, self._pool, self.health)
         self._accounts = Accounts(config, self._users, self._access)
         self._store = store
         self._retention = Retention(config, store)
         self._retention_task: asyncio.Task[None] | None = None
+        stall_s = config.limits.stall_timeout_s
+        self.watchdog = Watchdog(self._pool, self.health, stall_s, self.results.stalled_out)
+        self._watchdog_task: asyncio.Task[None] | None = None
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, config: Config, engine_factory: Callable[[], Sequence[Engine]]
     ) -> AsyncIterator[Service]:
-        """Open the store, recover, accept jobs at once; engines build in a background thread."""
-        async with Store.open(config.db_path) as store:
-            service = cls(config, store)
-            await service._users.load()
-            await service._admission.load()
-            await recover(store, service._board)
-            service._pool.build(engine_factory)
-            service._retention_task = asyncio.create_task(
-                service._retention.run(), name="retention"
-            )
-            log.info("service open: %d job(s) queued from the last run", len(service._board))
-            try:
-                yield service
-            finally:
-                await service._stop()
+        """Lock the data, open the store, recover, accept jobs; engines build in a thread."""
+        with hold_instance(config.storage.data_dir, config.outputs_dir):
+            async with Store.open(config.db_path) as store:
+                service = cls(config, store)
+                await service._users.load()
+                await service._admission.load()
+                await recover(store, service._board)
+                service._pool.build(engine_factory)
+                service._watchdog_task = asyncio.create_task(service.watchdog.run())
+                service._retention_task = asyncio.create_task(
+                    service._retention.run(), name="retention"
+                )
+                log.info("service open: %d job(s) queued from the last run", len(service._board))
+                try:
+                    yield service
+                finally:
+                    await service._stop()
 
     async def _stop(self) -> None:
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
         self.state = ServiceState.STOPPING
         grace_s = self._config.service.stop_grace_s
         log.info("stopping: no new jobs; waiting up to %.0f s for running jobs", grace_s)
@@ -176,16 +183,15 @@ class Service:
         if self.state is not ServiceState.OPEN:
             raise ServiceStopping()
         admitted = await self._admission.admit(request)
-        job = admitted.job
+        job, existing = admitted.job, admitted.seq is None
         if admitted.seq is not None:
             position = self._board.add(job, admitted.seq)
             p = job.params
-            size = f"steps={p.steps} size={p.width}x{p.height}"
-            log.info("job %s queued at position %d %s %s", job.id, position, describe(job), size)
+            log.info("job %s queued at position %d %s steps=%d size=%dx%d", job.id, position,
+                     describe(job), p.steps, p.width, p.height)  # fmt: skip
             log.debug("job %s prompt %r", job.id, p.prompt)  # prompts: DEBUG only
-        existing = admitted.seq is None
-        waiting = self._board.waiting(job.id)
-        if waiting is None:  # an earlier submit of the same key, already running or done
+        waiting = self._board.waiting(job.id)  # None: an earlier submit of the key, running/done
+        if waiting is None:
             return Submission(job, 0, None, existing)
         return Submission(job, waiting.position, waiting.eta_s, existing)
 
@@ -204,11 +210,8 @@ class Service:
         the owner or a global admin (``AccessDenied`` otherwise).
         """
         action = JobAction.VARIATION if variation else JobAction.REROLL
-        p = (await self.job_for_action(job_id, requester, action, where)).params
-        seed = (p.seed + 1) % (SEED_MAX + 1) if variation else random_seed()
-        options = Options(seed, p.steps, p.width, p.height, None, p.guidance)
-        request = ImagineRequest(p.prompt, requester, reply_to, options, parent_job_id=job_id)
-        return await self.submit(request)
+        job = await self.job_for_action(job_id, requester, action, where)
+        return await self.submit(reroll_request(job, requester, reply_to, variation=variation))
 
     async def cancel(
         self, job_id: str, requester: Requester, where: MessageRef | None = None
@@ -314,6 +317,14 @@ class Service:
     async def undelivered(self, platform: Platform) -> list[Job]:
         """Succeeded or failed jobs of ``platform`` whose result was not delivered yet."""
         return await self._queries.undelivered(platform)
+
+    async def begin_delivery(self, job_id: str) -> int:
+        """Before an upload: count it as begun; returns the uploads a crash interrupted before."""
+        return await self._queries.begin_delivery(job_id)
+
+    async def delivery_failed(self, job_id: str) -> None:
+        """The upload begun last is known not to have arrived."""
+        await self._queries.delivery_failed(job_id)
 
     async def mark_delivered(self, job_id: str) -> None:
         """Record that the adapter delivered ``job_id``'s result; raises ``JobNotFound``."""

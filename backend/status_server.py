@@ -16,10 +16,12 @@ Who may read what:
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import json
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -27,7 +29,7 @@ from dataclasses import replace
 from aiohttp import ClientConnectionError, ClientSession, ClientTimeout, web
 
 from backend.domain import CLI_REQUESTER, EngineState, Requester, RunningJob, StatusSnapshot
-from backend.errors import ConfigError, MajicbotError
+from backend.errors import ConfigError, MajicbotError, StartupError
 from backend.serialization import from_jsonable, to_jsonable
 
 SnapshotSource = Callable[[Requester], Awaitable[StatusSnapshot]]  # ``Service.status``
@@ -143,13 +145,34 @@ async def serve_status(
     runner = web.AppRunner(status_app(host, token, snapshot), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise _bind_error(host, port, exc) from None
     try:
         server = site._server  # aiohttp keeps the asyncio server here; needed for port 0
         sockets = getattr(server, "sockets", None) or ()
         yield sockets[0].getsockname()[1] if sockets else port
     finally:
         await runner.cleanup()
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> StartupError:
+    if isinstance(exc, socket.gaierror):
+        return StartupError(
+            f"service.status_host = {host!r} cannot be resolved ({exc.strerror}): use an address "
+            f"such as 127.0.0.1"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return StartupError(
+            f"the status endpoint cannot listen on {host}:{port}: the port is in use (another "
+            f"majicbot or another program): set service.status_port to a free port, or 0 for any"
+        )
+    return StartupError(
+        f"the status endpoint cannot listen on {host}:{port} ({exc.strerror}): check "
+        f"service.status_host and service.status_port"
+    )
 
 
 async def fetch_status(

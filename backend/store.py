@@ -30,6 +30,7 @@ from backend.domain import (
     Requester,
     Timings,
 )
+from backend.errors import StartupError
 from backend.files import private_dir, private_file
 
 log = logging.getLogger("majicbot.store")
@@ -104,7 +105,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
     CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key);
     """,
-    # 2 → 3: the messages a job's result was posted as (a result button must be on one of them).
+    # 2 → 3: uploads of the result begun and not known to have failed (delivery at least once,
+    # an upload a crash interrupted resent at most once).
+    """
+    ALTER TABLE jobs ADD COLUMN delivery_starts INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 3 → 4: the messages a job's result was posted as (a result button must be on one of them).
     """
     CREATE TABLE job_messages (
         job_id TEXT NOT NULL,
@@ -201,20 +207,23 @@ class Store:
     async def open(cls, path: Path) -> AsyncIterator[Store]:
         """Open (creating it and its folder if needed), migrate, and close on exit.
 
-        The folder is made 0700 and the file (with its WAL and shared-memory files, which SQLite
-        creates with the database file's mode) 0600: prompts are private.
+        A file that cannot be written (read-only mount or file, not a database) is refused here,
+        at start, with a ``StartupError`` sentence, not discovered job by job. The folder is made
+        0700 and the file (with its WAL and shared-memory files, which SQLite creates with the
+        database file's mode) 0600: prompts are private.
         """
         private_dir(path.parent)
         for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             private_file(name, create=name == path)
-        db = await aiosqlite.connect(path, isolation_level=None)
         try:
-            db.row_factory = sqlite3.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await db.execute("PRAGMA secure_delete=ON")  # forgotten prompts are overwritten
-            await _migrate(db)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _unusable(path, exc) from None
+        try:
+            try:
+                await _prepare(db)
+            except sqlite3.Error as exc:
+                raise _unusable(path, exc) from None
             yield cls(db)
         finally:
             await db.close()
@@ -346,6 +355,24 @@ class Store:
         )
         return cursor.rowcount > 0
 
+    async def begin_delivery(self, job_id: str) -> int:
+        """Count an upload of the job's result as begun; the uploads begun before it (not known
+        to have failed: a crash interrupted them). Raises ``KeyError`` if there is no such job."""
+        rows = await self._fetch(
+            "UPDATE jobs SET delivery_starts = delivery_starts + 1 WHERE id = ? "
+            "RETURNING delivery_starts",
+            (job_id,),
+        )
+        if not rows:
+            raise KeyError(job_id)
+        return int(rows[0][0]) - 1
+
+    async def delivery_failed(self, job_id: str) -> None:
+        """The upload begun last is known not to have arrived: it does not count."""
+        await self._db.execute(
+            "UPDATE jobs SET delivery_starts = MAX(0, delivery_starts - 1) WHERE id = ?", (job_id,)
+        )
+
     async def mark_delivered(self, job_id: str, at: float) -> bool:
         """False if there is no such job. A delivered job needs no Discord token any more."""
         cursor = await self._db.execute(
@@ -467,6 +494,28 @@ class Store:
         await self._db.execute(
             f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id)
         )
+
+
+BUSY_TIMEOUT_MS = 5000  # how long a write waits for another connection's lock
+
+
+async def _prepare(db: aiosqlite.Connection) -> None:
+    db.row_factory = sqlite3.Row
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=NORMAL")
+    await db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
+    await db.execute("PRAGMA secure_delete=ON")  # forgotten prompts are overwritten
+    await _migrate(db)
+    await db.execute("BEGIN IMMEDIATE")  # a write lock: fails now on a read-only file or mount
+    await db.execute("ROLLBACK")
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> StartupError:
+    return StartupError(
+        f"the job database {path} cannot be opened for writing ({exc}): check that it is a "
+        f"majicbot database on a writable file system, writable by this user (a read-only "
+        f"mount or file is refused), or point storage.data_dir elsewhere"
+    )
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

@@ -16,6 +16,7 @@ import math
 import secrets
 from collections.abc import Callable
 
+from backend import keys
 from backend.config import LimitsConfig
 from backend.domain import SEED_MAX, GenerationParams, ImagineRequest
 from backend.errors import InvalidRequest
@@ -49,10 +50,15 @@ def resolve_params(
 
 
 def check_prompt(prompt: str, limits: LimitsConfig) -> str:
-    """The prompt without surrounding whitespace."""
+    """The prompt without surrounding whitespace; text that is not valid Unicode is refused (a
+    lone surrogate, as a JSON ``\\ud83d`` escape or undecodable command-line bytes produce)."""
     text = prompt.strip()
     if not text:
         raise InvalidRequest("error.prompt_empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(keys.PROMPT_NOT_TEXT) from None
     if len(text) > limits.max_prompt_chars:
         raise InvalidRequest("error.prompt_too_long", length=len(text), max=limits.max_prompt_chars)
     return text

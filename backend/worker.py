@@ -3,7 +3,11 @@
 The engine is touched only from the worker's own thread (``EngineThread``): ``load`` and every
 ``generate`` run there, never on the event loop. Step progress and load reports cross back to the
 loop with ``call_soon_threadsafe``. A job that fails (engine error, OOM, a bug) fails alone; the
-worker takes the next one.
+worker takes the next one. If recording a job's end itself raises (a bug: storage errors are
+retried by the sink), the job is failed best effort and the error leaves ``serve``: the pool logs
+it, shows it in ``/status`` and starts ``serve`` again. A job the stall watchdog cancelled
+(``ActiveJob.stalled_at``) fails with ``keys.STALLED`` when its engine call returns; one whose
+call never returns is ``abandoned`` (the pool's watchdog has the rules).
 
 The seam to the rest of the backend is narrow: ``JobSource.take`` gives the next job, and
 ``JobSink`` stores results and publishes events — so a remote worker would be a new ``JobSource``
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
+from backend import keys
 from backend.domain import EngineState, Job, RunningJob
 from backend.engine.protocol import Engine, GenerationResult, LoadReport
 from backend.errors import EngineError, GenerationCancelled
@@ -87,6 +92,9 @@ class ActiveJob:
     step: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     stopping: bool = False  # cancelled by a service stop: goes back to the queue, not cancelled
+    last_step_at: float = field(default_factory=time.monotonic)  # start, then each step
+    stalled_at: float | None = None  # monotonic time the watchdog cancelled it for a stall
+    abandoned: bool = False  # the engine call never returned after the stall: the worker is stuck
 
 
 class JobSource(Protocol):
@@ -111,6 +119,8 @@ class JobSink(Protocol):
     async def cancelled(self, worker: Worker, active: ActiveJob) -> None: ...
 
     async def interrupted(self, worker: Worker, active: ActiveJob) -> None: ...
+
+    async def stalled_out(self, worker: Worker, active: ActiveJob, stalled_s: float) -> None: ...
 
     def engine_changed(self, worker: Worker) -> None: ...
 
@@ -138,10 +148,19 @@ class Worker:
 
     async def run(self) -> None:
         """Load, then serve jobs until the job source closes."""
+        if await self.load():
+            await self.serve()
+
+    @property
+    def stuck(self) -> bool:
+        """Its engine call never returned after a stall: no job will run here again."""
+        active = self.current
+        return active is not None and active.abandoned
+
+    async def serve(self) -> None:
+        """Take and run jobs until the job source closes (the engine is loaded)."""
         from backend.scheduler import QueueClosed
 
-        if not await self._load():
-            return
         while True:
             try:
                 job = await self._source.take()
@@ -188,7 +207,8 @@ class Worker:
         """End the thread after whatever it is doing now (used when a load never finishes)."""
         self._thread.stop()
 
-    async def _load(self) -> bool:
+    async def load(self) -> bool:
+        """Load the engine in the worker's thread; False (and ``load_error``) if it failed."""
         loop = asyncio.get_running_loop()
 
         def report(_: EngineState) -> None:
@@ -218,23 +238,38 @@ class Worker:
         self.current = active
         try:
             await self._sink.started(self, active)
+            await self._generate(active)
+        except Exception as exc:  # recording the job's end raised: a bug, not a job failure
+            log.exception("job %s: recording it failed on worker %s", job.id, self.name)
+            with contextlib.suppress(Exception):
+                await self._sink.failed(self, active, keys.ENGINE, f"recording failed: {exc!r}")
+            raise
+        finally:
+            self.current = None
+
+    async def _generate(self, active: ActiveJob) -> None:
+        job = active.job
+        try:
             result = await self._thread.run(
                 self.engine.generate, job.params, self._step_reporter(active), active.cancel.is_set
             )
         except GenerationCancelled:
-            await (self._sink.interrupted if active.stopping else self._sink.cancelled)(
-                self, active
-            )
+            if active.stalled_at is not None:
+                stalled_s = active.stalled_at - active.last_step_at
+                detail = f"no denoising step for {stalled_s:.0f} s"
+                await self._sink.failed(self, active, keys.STALLED, detail)
+            elif active.stopping:
+                await self._sink.interrupted(self, active)
+            else:
+                await self._sink.cancelled(self, active)
         except EngineError as exc:
             await self._sink.failed(self, active, exc.key, exc.detail)
         except Exception as exc:
             log.exception("job %s: generation failed on worker %s", job.id, self.name)
-            await self._sink.failed(self, active, "error.engine", repr(exc))
+            await self._sink.failed(self, active, keys.ENGINE, repr(exc))
         else:
             self.timer.record(result.timings, job.params.steps)
             await self._sink.succeeded(self, active, result)
-        finally:
-            self.current = None
 
     def _step_reporter(self, active: ActiveJob) -> Callable[[int, int], None]:
         loop = asyncio.get_running_loop()
@@ -249,4 +284,5 @@ class Worker:
         if self.current is not active:
             return  # a late report from a job that already ended
         active.step = step
+        active.last_step_at = time.monotonic()
         self._sink.progressed(self, active, step, total)

@@ -134,7 +134,7 @@ def write_t5_tokenizer(folder: Path) -> int:
     """Write a ``T5TokenizerFast``-loadable folder (tokenizer.json + configs), offline."""
     import transformers
 
-    t5_tokenizer: Any = transformers.T5TokenizerFast  # type: ignore[attr-defined]  # lazy alias
+    t5_tokenizer: Any = transformers.T5TokenizerFast  # lazy alias
     vocab = t5_vocab()
     tokenizer = t5_tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
     folder.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,10 @@ from bench import random_weights as rw
 
 RUNS = ("baseline", "gpu", "gpu-fp8", "balanced", "lowvram", "auto")
 BEFORE = "-before"  # run suffix: the engine without the pinned-streaming fix
+RESTART = "-restart"  # run suffix: a second process on the same data dir (compile caches warm)
+EAGER = "-eager"  # run suffix: engine.compile = false
+STORAGE = "-storage"  # gpu-fp8-storage: fp8 weights computed in bf16 (engine.fp8_compute = false)
+SUFFIXES = (BEFORE, RESTART, EAGER)
 PROMPT = "a photo of a cat sitting on a red chair in a sunny garden, detailed, 35 mm"
 SEED = 1234
 GiB = 1024**3
@@ -194,6 +198,16 @@ class ImageTiming:
 class RunResult:
     run: str
     ok: bool = True
+    fp8_compute: bool = False
+    compile: bool = False
+    compile_mode: str = ""
+    compiled_ready_s: float | None = None  # process start -> compiled path installable
+    compile_wall_s: float | None = None  # engine ready -> compiled path installable
+    compile_cache: str = ""
+    optimization: dict[str, Any] = field(default_factory=dict)
+    first_image_compiled: bool = False
+    sdpa_backend: str = ""
+    busy_queue: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     profile: str = ""
     profile_reason: str = ""
@@ -326,13 +340,114 @@ def _finish_memory(result: RunResult, torch: Any) -> None:
     result.peak_host_rss_bytes = _peak_rss()
 
 
+def run_profile(run: str) -> tuple[str, bool, bool]:
+    """(profile, fp8 compute, compile) of a run name such as gpu-fp8-restart."""
+    name = run
+    for suffix in SUFFIXES:
+        name = name.removesuffix(suffix)
+    storage = name.endswith(STORAGE)
+    profile = name.removesuffix(STORAGE)
+    fp8 = profile == "gpu-fp8" and not storage
+    return profile, fp8, not run.endswith(EAGER)
+
+
+def bench_config(args: argparse.Namespace, profile: str, fp8: bool, compile_on: bool) -> Any:
+    """The engine config of a run: one image size (1:1) to compile, a data dir shared by runs."""
+    from backend.config import Config, EngineConfig, LimitsConfig, StorageConfig
+
+    return Config(
+        engine=EngineConfig(
+            models_dir=args.models_dir, profile=profile, devices=("cuda:0",),
+            compile=compile_on, fp8_compute=fp8,
+        ),
+        storage=StorageConfig(data_dir=args.work / "data"),
+        limits=LimitsConfig(aspect_ratios=("1:1",)),
+    )  # fmt: skip
+
+
+def sdpa_backend(torch: Any) -> str:
+    """The SDPA backend torch picks for FLUX's attention shape (after the engine's setting)."""
+    q = torch.randn(1, 24, 4608, 128, device="cuda:0", dtype=torch.bfloat16)
+    choice = int(torch._fused_sdp_choice(q, q, q))
+    names = {0: "math", 1: "flash", 2: "efficient", 3: "cudnn", 4: "overrideable"}
+    return names.get(choice, str(choice))
+
+
+def wait_compiled(engine: Any, timeout_s: float) -> bool:
+    """Poll until the first image size is compiled (or the compile failed / timed out)."""
+    from backend.domain import Optimization
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        state = engine.optimization()
+        if state.phase is Optimization.FAILED or state.phase is Optimization.OFF:
+            return False
+        if state.sizes_done >= 1:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def busy_queue(engine: Any, params: Any, jobs: int) -> dict[str, Any]:
+    """``jobs`` rerolls back to back (same prompt, new seeds): GPU idle between jobs.
+
+    The GPU is idle from the end of a job's VAE decode (synchronised) to the next job's first
+    GPU work (CLIP's forward, or the DiT's x_embedder when the prompt cache answers).
+    """
+    import torch
+
+    pipe = engine._pipe
+    marks: dict[str, list[float]] = {"start": [], "end": []}
+    started: list[bool] = [False]
+
+    def gpu_start(*_: Any) -> None:
+        if not started[0]:
+            started[0] = True
+            marks["start"].append(time.perf_counter())
+
+    def gpu_end(*_: Any) -> None:
+        torch.cuda.synchronize()
+        marks["end"].append(time.perf_counter())
+
+    handles = [
+        pipe.text_encoder_1.register_forward_pre_hook(gpu_start),
+        pipe.dit.x_embedder.register_forward_pre_hook(gpu_start),
+        pipe.vae_decoder.register_forward_hook(gpu_end),
+    ]
+    walls = []
+    begin = time.perf_counter()
+    try:
+        for i in range(jobs):
+            started[0] = False
+            job_start = time.perf_counter()
+            engine.generate(dataclasses.replace(params, seed=SEED + 1 + i), _no_step, _never)
+            walls.append(time.perf_counter() - job_start)
+    finally:
+        for handle in handles:
+            handle.remove()
+    total = time.perf_counter() - begin
+    gaps = [marks["start"][i + 1] - marks["end"][i] for i in range(len(marks["end"]) - 1)]
+    cache = engine._prompt_cache
+    return {
+        "jobs": jobs,
+        "total_s": total,
+        "median_job_s": median(walls),
+        "gap_median_ms": (median(gaps) or 0) * 1e3,
+        "gap_max_ms": max(gaps, default=0) * 1e3,
+        "idle_fraction_of_job": (median(gaps) or 0) / (median(walls) or 1),
+        "prompt_cache_hits": getattr(cache, "hits", None),
+        "prompt_cache_misses": getattr(cache, "misses", None),
+    }
+
+
 def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None:
     """The product engine with ``profile`` forced (or ``auto``): load, warm up, images."""
-    from backend.config import Config, EngineConfig, EngineSettings
+    from backend.config import EngineSettings
     from backend.domain import GenerationParams
     from backend.engine.diffsynth_engine import DiffsynthEngine
 
-    profile = result.run.removesuffix(BEFORE)
+    profile, fp8, compile_on = run_profile(result.run)
+    result.fp8_compute = fp8
     cap_gib = args.cap_for.get(profile)
     if cap_gib is not None:
         import torch
@@ -340,9 +455,7 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(cap_gib * GiB / total, 0)
         result.profile_reason = f"simulated {cap_gib} GiB card; "
-    config = Config(
-        engine=EngineConfig(models_dir=args.models_dir, profile=profile, devices=("cuda:0",))
-    )
+    config = bench_config(args, profile, fp8, compile_on)
     start = time.time()
     engine = DiffsynthEngine(
         EngineSettings.of(config), "cuda:0", pinned_streaming=not result.run.endswith(BEFORE)
@@ -355,6 +468,7 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
     state = engine.state()
     result.profile = state.profile
     result.profile_reason += state.profile_reason
+    result.sdpa_backend = sdpa_backend(torch)
     result.components = [
         {k: getattr(c, k) for k in ("name", "seconds", "bytes_total", "device", "dtype")}
         for c in state.components
@@ -363,8 +477,13 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
     steps = args.steps_for.get(result.run, args.steps)
     result.steps = steps
     params = GenerationParams(PROMPT, SEED, steps, args.size, args.size, 3.5)
+    optimizing = engine.optimization().phase.value == "optimizing"
+    result.compile = optimizing
     deadline = time.time() + args.run_budget_s
     for i in range(args.images):
+        if i == 1 and optimizing:
+            _wait_for_compile(args, engine, result, t0)
+            deadline = time.time() + args.run_budget_s
         torch.cuda.reset_peak_memory_stats()
         begin = time.perf_counter()
         out = engine.generate(params, lambda _s, _t: None, lambda: False)
@@ -385,11 +504,26 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
             break
     _finish_memory(result, torch)
     _save_image(args, result.run, steps, out.image)
+    if result.run in args.busy:
+        result.busy_queue = busy_queue(engine, params, args.busy_jobs)
     check = args.check_steps.get(result.run)
     if check is not None and check != steps:
         extra = dataclasses.replace(params, steps=check)
         _save_image(args, result.run, check, engine.generate(extra, _no_step, _never).image)
     engine.close()
+
+
+def _wait_for_compile(args: argparse.Namespace, engine: Any, result: RunResult, t0: float) -> None:
+    """After the first (eager) image: wait until the compiled path can take over."""
+    ready_at = time.time()
+    compiled = wait_compiled(engine, args.compile_timeout_s)
+    state = engine.optimization()
+    result.optimization = {k: str(v) for k, v in dataclasses.asdict(state).items()}
+    result.compile_cache = state.cache
+    result.compile_mode = state.detail
+    if compiled:
+        result.compiled_ready_s = time.time() - t0
+        result.compile_wall_s = time.time() - ready_at + (result.first_image_s or 0)
 
 
 def _no_step(_step: int, _total: int) -> None:
@@ -420,6 +554,8 @@ def pixel_diffs(work: Path) -> list[dict[str, Any]]:
                 a = np.asarray(Image.open(path_a), dtype=np.int16)
                 b = np.asarray(Image.open(path_b), dtype=np.int16)
                 diff = np.abs(a - b)
+                mse = float((diff.astype(np.float64) ** 2).mean())
+                psnr = 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
                 diffs.append(
                     {
                         "a": run_a,
@@ -427,6 +563,7 @@ def pixel_diffs(work: Path) -> list[dict[str, Any]]:
                         "steps": int(steps.removesuffix("steps")),
                         "max_abs": int(diff.max()),
                         "pixels_differing": int((diff.max(axis=-1) > 0).sum()),
+                        "psnr_db": round(float(psnr), 2),
                     }
                 )
     return diffs
@@ -450,7 +587,10 @@ def child_main(args: argparse.Namespace) -> int:
         result.ok, result.error = False, f"{type(exc).__name__}: {str(exc)[:2000]}"
         result.peak_host_rss_bytes = _peak_rss()
     args.result.write_text(json.dumps(result.summary(), indent=2))
-    return 0 if result.ok else 1
+    # A compile thread still running at interpreter exit can crash the shutdown (SIGSEGV seen
+    # on the H200); the result is written, so leave at once.
+    logging.shutdown()
+    os._exit(0 if result.ok else 1)
 
 
 # ---- the parent: fixture, floor, one fresh process per run, table ------------------------------
@@ -484,6 +624,14 @@ def run_child(run: str, args: argparse.Namespace) -> dict[str, Any]:
         ",".join(f"{k}={v}" for k, v in args.cap_for.items()),
         "--check-steps",
         ",".join(f"{k}={v}" for k, v in args.check_steps.items()),
+        "--work",
+        str(args.work),
+        "--busy",
+        ",".join(args.busy),
+        "--busy-jobs",
+        str(args.busy_jobs),
+        "--compile-timeout-s",
+        str(args.compile_timeout_s),
     ]
     env = {**os.environ, "BENCH_T0": repr(time.time()), "PYTHONUNBUFFERED": "1"}
     with (args.work / f"run-{run}.log").open("w") as log, DeviceMemoryPoller() as poller:
@@ -627,11 +775,12 @@ def table(results: dict[str, Any]) -> str:
             f"{_fmt(dev * 1.048576 / 1000 if dev else None):>7} "
             f"{_fmt((r.get('peak_host_rss_bytes') or 0) / 1e9):>7} {r.get('steps', 0):>5}"
         )
+    rows += _compile_rows(runs)
     rows += _before_after(runs)
     for d in results.get("pixel_diffs", []):
         rows.append(
             f"pixels {d['a']} vs {d['b']} ({d['steps']} steps): max abs diff {d['max_abs']}, "
-            f"{d['pixels_differing']} pixels differ"
+            f"{d['pixels_differing']} pixels differ, PSNR {d.get('psnr_db')} dB"
         )
     floor = results.get("raw_read", {})
     rows.append(
@@ -642,6 +791,30 @@ def table(results: dict[str, Any]) -> str:
         tti = _fmt(t.get("tti_s"), " s", 2)
         rows.append(f"time to interactive ({name}): {tti} {t.get('note', '')}")
     return "\n".join(rows)
+
+
+def _compile_rows(runs: dict[str, Any]) -> list[str]:
+    """Per compiled run: when the compiled path took over, and the busy-queue gap."""
+    rows = []
+    for name, r in runs.items():
+        if r.get("compile"):
+            rows.append(
+                f"{name}: compiled path ready {_fmt(r.get('compiled_ready_s'))} s after start "
+                f"(compile {_fmt(r.get('compile_wall_s'))} s after ready, cache "
+                f"{r.get('compile_cache') or '?'}); first image "
+                f"{_fmt(r.get('first_image_s'), digits=2)} s eager while compiling; "
+                f"sdpa {r.get('sdpa_backend')}; "
+                f"{r.get('optimization', {}).get('detail', '')}"
+            )
+        busy = r.get("busy_queue")
+        if busy:
+            rows.append(
+                f"{name}: busy queue {busy['jobs']} rerolls: job {busy['median_job_s']:.2f} s, "
+                f"GPU idle between jobs median {busy['gap_median_ms']:.1f} ms / max "
+                f"{busy['gap_max_ms']:.1f} ms ({100 * busy['idle_fraction_of_job']:.2f} % of a "
+                f"job); prompt cache {busy['prompt_cache_hits']} hits"
+            )
+    return rows
 
 
 def _before_after(runs: dict[str, Any]) -> list[str]:
@@ -768,12 +941,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--tti", default="", help="profiles to measure time to interactive for, e.g. auto,gpu"
     )
     parser.add_argument("--tti-timeout-s", type=float, default=60)
+    parser.add_argument("--busy", default="", help="runs that also time 10 rerolls back to back")
+    parser.add_argument("--busy-jobs", type=int, default=10)
+    parser.add_argument(
+        "--compile-timeout-s", type=float, default=300, help="wait this long for the compiled path"
+    )
     parser.add_argument("--tokenizers-from", type=Path, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.runs = [r for r in args.runs.split(",") if r]
     args.tti_profiles = [p for p in args.tti.split(",") if p]
+    args.busy = [r for r in args.busy.split(",") if r]
     return args
 
 

@@ -1,7 +1,9 @@
 """The ``majicbot`` command line: serve, imagine, download, status.
 
-Exit status: 0 success, 1 runtime failure (generation failed, instance not running), 2 usage or
-configuration error.
+Exit status: 0 success, 1 runtime failure (generation failed, the engine cannot load or got
+stuck, instance not running), 2 usage, configuration or start-up error (a sentence naming the
+path, port or host and the fix: another instance on the data directory, a read-only or
+unusable data directory, a status port in use, an unresolvable status host).
 """
 
 from __future__ import annotations
@@ -16,24 +18,29 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backend.config import Config, load_config
 from backend.domain import (
+    CLI_REQUESTER,
     Cancelled,
     Failed,
     ImagineRequest,
-    Options,
     Platform,
     Progress,
     Queued,
     ReplyTarget,
     Requester,
     Started,
+    Submission,
     Succeeded,
 )
-from backend.errors import ConfigError, MajicbotError, UserError
+from backend.errors import ConfigError, MajicbotError, StartupError, UserError
 from backend.logs import setup_logging
+
+if TYPE_CHECKING:
+    from backend.service import Service
+    from bots.parsing import ParsedImagine
 
 DEFAULT_CONFIG = Path("config.toml")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -64,12 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     imagine = command("imagine", "generate one image from the command line")
     imagine.add_argument("prompt", help="what to draw")
-    imagine.add_argument("--seed", type=int, help="0..4294967295 (default: random)")
-    imagine.add_argument("--steps", type=int, help="denoising steps (default from config)")
+    # Values are strings here: bots.parsing reads them by the same rules as the chat commands.
+    imagine.add_argument("--seed", help="0..4294967295 (default: random)")
+    imagine.add_argument("--steps", help="denoising steps (default from config)")
     size = imagine.add_mutually_exclusive_group()
     size.add_argument("--size", help="WIDTHxHEIGHT, multiples of 16, e.g. 1024x768")
     size.add_argument("--ar", help="aspect ratio such as 16:9 (about the default pixel count)")
-    imagine.add_argument("--guidance", type=float, help="embedded guidance (default from config)")
+    imagine.add_argument("--guidance", help="embedded guidance (default from config)")
     imagine.add_argument("-o", "--output", type=Path, help="copy the PNG here")
 
     download = command("download", "fetch the configured model weights into models/")
@@ -148,70 +156,125 @@ async def _serve_until_signal(config: Config) -> int:
     except ConfigError as exc:
         print(f"majicbot: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StartupError as exc:
+        print(f"majicbot: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except MajicbotError as exc:
         logging.getLogger("majicbot.cli").error("%s", exc)
         return EXIT_FAILED
     return EXIT_OK
 
 
-def _size_args(args: argparse.Namespace) -> tuple[int | None, int | None]:
-    if not args.size:
-        return None, None
-    from bots.parsing import ParseError
+def _parsed(args: argparse.Namespace) -> ParsedImagine:
+    """Prompt and options by the chat commands' rules (``bots.parsing``): one grammar."""
+    from bots.parsing import merge_options, parse_imagine, parse_value
 
-    width, sep, height = args.size.lower().replace("×", "x").partition("x")
-    if not (sep and width.isdigit() and height.isdigit()):
-        raise ParseError(
-            "parse.bad_value", value=args.size, option="--size", example="--size 1024x768"
-        )
-    return int(width), int(height)
+    raw = {"seed": args.seed, "steps": args.steps, "size": args.size, "ar": args.ar}
+    raw["guidance"] = args.guidance
+    values: dict[str, Any] = {k: parse_value(k, v) for k, v in raw.items() if v is not None}
+    width, height = values.pop("size", (None, None))
+    return merge_options(
+        parse_imagine(args.prompt),
+        seed=values.get("seed"),
+        steps=values.get("steps"),
+        width=width,
+        height=height,
+        aspect=values.get("ar"),
+        guidance=values.get("guidance"),
+    )
 
 
 async def _imagine(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    from tqdm import tqdm
-
     from backend.service import Service
     from bots.app import default_engine_factory
 
     user = getpass.getuser()
     try:
-        width, height = _size_args(args)
-        options = Options(args.seed, args.steps, width, height, args.ar, args.guidance)
+        parsed = _parsed(args)
         request = ImagineRequest(
-            args.prompt,
+            parsed.prompt,
             Requester(Platform.CLI, user_id=user, display_name=user),
             ReplyTarget(chat_id="cli"),
-            options,
+            parsed.options,
         )
         async with Service.open(config, default_engine_factory(config)) as service:
             submission = await service.submit(request)
             print(f"job {submission.job.id}: seed {submission.job.params.seed}", file=out)
-            bar: tqdm[None] | None = None
-            async for event in service.subscribe(submission.job.id):
-                if isinstance(event, Queued) and event.warming_percent is not None:
-                    bar = bar or tqdm(total=100, desc="loading model", unit="%")
-                    bar.n = int(event.warming_percent)
-                    bar.refresh()
-                elif isinstance(event, Started):
-                    if bar is not None:
-                        bar.close()
-                    bar = tqdm(total=submission.job.params.steps, desc="denoising", unit="step")
-                elif isinstance(event, Progress) and bar is not None:
-                    bar.n = event.step
-                    bar.refresh()
-                elif isinstance(event, Succeeded):
-                    if bar is not None:
-                        bar.close()
-                    return _report_image(event, args.output, out)
-                elif isinstance(event, Failed | Cancelled):
-                    if bar is not None:
-                        bar.close()
-                    reason = event.detail if isinstance(event, Failed) else "cancelled"
-                    print(f"majicbot: generation failed: {reason}", file=sys.stderr)
-                    return EXIT_FAILED
+            return await _until_done_or_hopeless(service, submission, args.output, out)
     except UserError as exc:
         print(f"majicbot: {_user_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except StartupError as exc:
+        print(f"majicbot: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+async def _until_done_or_hopeless(
+    service: Service, submission: Submission, output: Path | None, out: TextIO
+) -> int:
+    """Show the job's progress until it ends, or until no engine can ever run it here."""
+    follow = asyncio.create_task(_show_events(service, submission, output, out))
+    hopeless = asyncio.create_task(_hopeless(service))
+    try:
+        done, _ = await asyncio.wait({follow, hopeless}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (follow, hopeless):
+            task.cancel()
+        await asyncio.gather(follow, hopeless, return_exceptions=True)
+    if follow in done:
+        return follow.result()
+    print(f"majicbot: {hopeless.result()}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+async def _hopeless(service: Service) -> str:
+    """Returns why no engine can run the job in this process (failed to load, or stuck)."""
+    seen = service.queue_version
+    while True:
+        if service.watchdog.stuck.is_set():
+            return f"the engine is stuck: {service.watchdog.stuck_reason}"
+        if service.availability().unavailable is not None:
+            snapshot = await service.status(CLI_REQUESTER)
+            errors = [f"{e.device}: {e.error}" for e in snapshot.engines if e.error]
+            return "the engine cannot load: " + ("; ".join(errors) or "no engine is available")
+        moved = asyncio.create_task(service.queue_moved(seen))
+        stuck = asyncio.create_task(service.watchdog.stuck.wait())
+        await asyncio.wait({moved, stuck}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (moved, stuck):
+            task.cancel()
+        seen = service.queue_version
+
+
+async def _show_events(
+    service: Service, submission: Submission, output: Path | None, out: TextIO
+) -> int:
+    from tqdm import tqdm
+
+    bar: tqdm[None] | None = None
+    try:
+        async for event in service.subscribe(submission.job.id):
+            if isinstance(event, Queued) and event.warming_percent is not None:
+                bar = bar or tqdm(total=100, desc="loading model", unit="%")
+                bar.n = int(event.warming_percent)
+                bar.refresh()
+            elif isinstance(event, Started):
+                if bar is not None:
+                    bar.close()
+                bar = tqdm(total=submission.job.params.steps, desc="denoising", unit="step")
+            elif isinstance(event, Progress) and bar is not None:
+                bar.n = event.step
+                bar.refresh()
+            elif isinstance(event, Succeeded):
+                if bar is not None:
+                    bar.close()
+                return _report_image(event, output, out)
+            elif isinstance(event, Failed | Cancelled):
+                reason = event.detail if isinstance(event, Failed) else "cancelled"
+                print(f"majicbot: generation failed: {reason}", file=sys.stderr)
+                return EXIT_FAILED
+    finally:
+        if bar is not None:
+            bar.close()
     return EXIT_FAILED
 
 

@@ -18,7 +18,16 @@ a 1 shown without decimals ("1 step", "-1 step") and ``other`` for everything el
 "2 steps", "1.0 steps", "1.5 steps"). A missing or non-numeric value selects ``other``.
 
 ``translate(key, lang, **params)`` never raises: an unknown key gives a generic sentence, a
-missing parameter shows as ``?``, and both are logged. Keys are grouped by prefix:
+missing parameter shows as ``?``, and both are logged.
+
+Echo: parameters that carry what a user typed (``ECHOED_PARAMS``: ``value``, ``option``,
+``text``, ``job_id``, …) pass through :func:`echo` here, the one place for every platform and
+every sentence: at most ``ECHO_CHARS`` characters plus "…", on one line, without control
+characters, mentions (``<@id>`` → ``@id``, ``@everyone`` → ``everyone``) or markup characters
+(backticks, ``*``, ``~``, ``|``, brackets, ``<``, ``>``, backslashes). So every sentence stays far
+below the platforms' limits (Telegram 4,096, Discord 2,000) whatever was typed.
+
+Keys are grouped by prefix:
 
     parse.*     command-text errors raised by ``bots.parsing``
     error.*     ``UserError`` / ``EngineError`` keys, declared as constants in ``backend.keys``
@@ -41,8 +50,10 @@ missing parameter shows as ``?``, and both are logged. Keys are grouped by prefi
 from __future__ import annotations
 
 import logging
+import re
 import string
 import tomllib
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -167,6 +178,30 @@ def has_key(key: str) -> bool:
     return key in MESSAGES["en"]
 
 
+# ---- echoing what users typed -------------------------------------------------------------------
+
+# Parameters whose values come from the user's own text (the rest come from the bot or config).
+ECHOED_PARAMS = frozenset({"value", "option", "text", "job_id", "first", "second", "user_id"})
+ECHO_CHARS = 40
+_MENTION = re.compile(r"<(@[!&]?|#)(\d+)>|<a?(:\w+:)\d+>|</([^:>\s]+):\d+>")
+_BROADCAST = re.compile(r"@+(everyone|here)\b", re.IGNORECASE)
+_MARKUP = str.maketrans("", "", "`*~|[]<>\\")
+
+
+def _unmention(match: re.Match[str]) -> str:
+    if match[2]:
+        return ("#" if match[1] == "#" else "@") + match[2]
+    return match[3] or f"/{match[4]}"
+
+
+def echo(value: Any, limit: int = ECHO_CHARS) -> str:
+    """What a user typed, safe to show: one line, no mentions or markup, ``limit`` chars + "…"."""
+    text = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in str(value))
+    text = _BROADCAST.sub(r"\1", _MENTION.sub(_unmention, " ".join(text.split())))
+    text = text.translate(_MARKUP)
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
+
+
 # ---- translating --------------------------------------------------------------------------------
 
 
@@ -174,7 +209,8 @@ class _Params(dict[str, Any]):
     """Format mapping that shows ``?`` for a missing parameter instead of raising."""
 
     def __init__(self, key: str, params: Mapping[str, Any]) -> None:
-        super().__init__({k: _shown(v) for k, v in params.items()})
+        shown = {k: _shown(v) for k, v in params.items()}
+        super().__init__({k: echo(v) if k in ECHOED_PARAMS else v for k, v in shown.items()})
         self.key = key
 
     def __missing__(self, name: str) -> str:

@@ -7,6 +7,7 @@ escape the result for their platform if they send it as HTML/Markdown.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from backend.domain import (
@@ -14,10 +15,13 @@ from backend.domain import (
     ComponentState,
     EngineState,
     Failed,
+    Fault,
     Job,
     JobEvent,
     JobStatus,
     LoadState,
+    Optimization,
+    OptimizationState,
     Progress,
     Queued,
     RunningJob,
@@ -273,11 +277,26 @@ def render_engine(engine: EngineState, lang: str) -> list[str]:
         fraction = engine.load_fraction
         bar = progress_bar(fraction)
         lines.append(translate("status.warming", lang, bar=bar, percent=percent(fraction)))
+    optimization = render_optimization(engine.optimization, lang)
+    if optimization:
+        lines.append(optimization)
     if engine.vram_used_bytes is not None and engine.vram_total_bytes:
         used, total = format_bytes(engine.vram_used_bytes), format_bytes(engine.vram_total_bytes)
         lines.append(translate("status.vram", lang, used=used, total=total))
     lines += ["  " + render_component(c, lang) for c in engine.components]
     return [line.rstrip() for line in lines]
+
+
+def render_optimization(state: OptimizationState, lang: str) -> str:
+    """ "Optimizing… (2/7 sizes)", "Optimized (compiled in 17.1 s)", or why it failed; "" if off."""
+    if state.phase is Optimization.OPTIMIZING:
+        return translate("status.optimizing", lang, done=state.sizes_done, total=state.sizes_total)
+    if state.phase is Optimization.OPTIMIZED:
+        seconds = format_seconds(state.compile_s or 0.0)
+        return translate("status.optimized", lang, seconds=seconds, cache=state.cache)
+    if state.phase is Optimization.FAILED:
+        return translate("status.optimize_failed", lang, error=state.detail)
+    return ""
 
 
 def render_running(job: RunningJob, lang: str) -> str:
@@ -299,6 +318,7 @@ def render_status(snapshot: StatusSnapshot, lang: str) -> str:
     lines = [translate("status.title", lang)]
     if not snapshot.accepting:
         lines.append(translate("status.stopping", lang))
+    lines += [render_fault(fault, snapshot.taken_at, lang) for fault in snapshot.faults]
     if not snapshot.engines:
         lines.append(translate("status.no_engines", lang))
     for engine in snapshot.engines:
@@ -313,6 +333,19 @@ def render_status(snapshot: StatusSnapshot, lang: str) -> str:
     rss = format_bytes(snapshot.process_rss_bytes)
     lines.append(translate("status.uptime", lang, uptime=uptime, rss=rss))
     return "\n".join(lines)
+
+
+def render_fault(fault: Fault, now: float, lang: str) -> str:
+    """One failing part: what, where, since when (UTC) and for how long, and the error."""
+    values = {
+        "component": translate(f"status.component.{fault.component.value}", lang),
+        "since": time.strftime("%H:%M:%S UTC", time.gmtime(fault.since)),
+        "age": format_duration(max(0.0, now - fault.since), lang),
+        "detail": fault.detail,
+    }
+    if fault.where:
+        return translate("status.fault", lang, where=fault.where, **values)
+    return translate("status.fault_service", lang, **values)
 
 
 def _render_throughput(snapshot: StatusSnapshot, lang: str) -> str:

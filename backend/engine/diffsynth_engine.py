@@ -29,7 +29,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from backend.config import EngineSettings
-from backend.domain import ComponentState, EngineState, GenerationParams, LoadState, Timings
+from backend.domain import (
+    ComponentState,
+    EngineState,
+    GenerationParams,
+    LoadState,
+    Optimization,
+    OptimizationState,
+    Timings,
+)
 from backend.engine.files import (
     LOAD_ORDER,
     Component,
@@ -55,18 +63,41 @@ log = logging.getLogger(__name__)
 WARMUP_STEPS = 1
 WARMUP_SIDE_GPU = 256
 WARMUP_SIDE_CPU = 64
+# diffsynth's loader patches process-wide torch state (meta-device initialisation): two loads at
+# once in one process break each other ("Cannot copy out of meta tensor"). Workers of one service
+# already share a lock; this one also covers a load left running by a service that was closed.
+_DIFFSYNTH_LOADER = threading.Lock()
+# Profiles whose DiT is resident on the GPU: their blocks can be made plain and compiled.
+RESIDENT_PROFILES = ("gpu", "gpu-fp8")
+# engine.compile_mode = "auto" is Inductor's default mode for both paths. Measured on an H200
+# (BENCHMARKS.md): max-autotune-no-cudagraphs makes the fp8 step 19 % faster but its cold compile
+# took 180 s alone and did not finish in 250 s beside a serving engine, against ~8-16 s.
+AUTO_MODE_FP8 = "default"
+AUTO_MODE_BF16 = "default"
 
 
 class DiffsynthEngine:
     """One FLUX pipeline on one device ("cpu" or "cuda:N"); implements ``Engine``."""
 
     def __init__(
-        self, settings: EngineSettings, device: str, *, pinned_streaming: bool = True
+        self,
+        settings: EngineSettings,
+        device: str,
+        *,
+        pinned_streaming: bool = True,
+        compile_backend: Any = None,
     ) -> None:
         """``pinned_streaming=False`` keeps diffsynth's own weight streaming for components that
         rest in CPU RAM (``backend.engine.streaming`` explains the fix; the GPU bench turns it off
-        to measure the difference)."""
+        to measure the difference). ``compile_backend`` replaces Inductor in the background
+        compile (tests pass "eager" or a counting callable; it also allows compiling on the CPU,
+        which the product never does)."""
         self._config = settings
+        self._compile_backend = compile_backend
+        self._optimizer: Any = None  # BlockOptimizer once compiling
+        self._optimization = OptimizationState(detail="not loaded")
+        self._fp8_compute = False
+        self._prompt_cache: Any = None  # PromptCache
         self._pinned_streaming = pinned_streaming
         self._streaming: Any = None  # (PinnedArena, VramGate) once a component needs them
         self._device = "cuda:0" if device == "cuda" else device
@@ -87,14 +118,24 @@ class DiffsynthEngine:
     def state(self) -> EngineState:
         """Current snapshot; safe from any thread (VRAM figures are refreshed by the engine)."""
         with self._lock:
-            return self._state
+            state = self._state
+        return dataclasses.replace(state, optimization=self.optimization())
+
+    def optimization(self) -> OptimizationState:
+        """Where the compiled path stands ("optimizing…" / "optimized"); safe from any thread."""
+        optimizer = self._optimizer
+        return optimizer.state() if optimizer is not None else self._optimization
+
+    @property
+    def fp8_compute(self) -> bool:
+        """True when the DiT's matmuls run in fp8 (engine.fp8_compute on a capable card)."""
+        return self._fp8_compute
 
     def _update(self, report: LoadReport | None = None, **changes: Any) -> None:
         with self._lock:
             self._state = dataclasses.replace(self._state, **changes)
-            snapshot = self._state
         if report is not None:
-            report(snapshot)
+            report(self.state())
 
     def _set_component(self, report: LoadReport, component: Component, **changes: Any) -> None:
         with self._lock:
@@ -103,8 +144,7 @@ class DiffsynthEngine:
                 for c in self._state.components
             )
             self._state = dataclasses.replace(self._state, components=parts)
-            snapshot = self._state
-        report(snapshot)
+        report(self.state())
 
     # ---- load ----------------------------------------------------------------------------
 
@@ -129,16 +169,17 @@ class DiffsynthEngine:
         self._check_recognised(report)
         choice = self._choose(report)
         pipe = self._new_pipeline()
-        for component in LOAD_ORDER:
-            self._load_component(report, pipe, component, choice.profile.placement(component))
+        with _DIFFSYNTH_LOADER:
+            for component in LOAD_ORDER:
+                self._load_component(report, pipe, component, choice.profile.placement(component))
         pipe.vram_management_enabled = pipe.check_vram_management_state()
         self._pipe = pipe
-        if self._config.engine.compile:
-            pipe.compile_pipeline()
+        self._prepare_fast_path(torch, pipe, choice)
         if self._config.engine.warmup:
             self._warm_up()
         self._refresh_vram(torch)
         self._update(report, warmed_up=True)
+        self._start_compile(torch, pipe, choice, report)
 
     def _report_totals(self, report: LoadReport) -> None:
         for comp in self._files.components:
@@ -184,18 +225,109 @@ class DiffsynthEngine:
         params = component_parameters(self._files)
         engine = self._config.engine
         max_pixels = self._config.max_pixels
+        refusal = self._fp8_refusal() if engine.fp8_compute else None
+        fp8_wanted = engine.fp8_compute and refusal is None
         choice = choose_profile(
-            engine.profile, self._device, memory, params, engine.vram_margin_gb, max_pixels
-        )
-        log.info("engine %s: profile %s — %s", self._device, choice.profile.name, choice.reason)
+            engine.profile, self._device, memory, params, engine.vram_margin_gb, max_pixels,
+            fp8_first=fp8_wanted,
+        )  # fmt: skip
+        self._fp8_compute = fp8_wanted and choice.profile.name == "gpu-fp8"
+        reason = choice.reason + _fp8_note(engine.fp8_compute, self._fp8_compute, refusal)
+        log.info("engine %s: profile %s — %s", self._device, choice.profile.name, reason)
         self._choice = choice
         self._update(
             report,
             profile=choice.profile.name,
-            profile_reason=choice.reason,
+            profile_reason=reason,
             device_name=self._device_name(),
         )
         return choice
+
+    def _fp8_refusal(self) -> str | None:
+        from backend.engine.fp8 import fp8_compute_refusal
+
+        capability = None
+        if self._device.startswith("cuda"):
+            capability = tuple(self._torch.cuda.get_device_capability(self._device))
+        return fp8_compute_refusal(self._device, capability)
+
+    # ---- speed: plain blocks, fp8 compute, attention backend, prompt cache, compile -----------
+
+    def _prepare_fast_path(self, torch: Any, pipe: Any, choice: Choice) -> None:
+        """Make the resident DiT's blocks plain (fp8 matmuls with fp8 compute), put cuDNN
+        attention first, and the text-embedding cache in front of the encoders."""
+        from backend.engine import prompt_cache
+
+        if self._device.startswith("cuda"):
+            from backend.engine.optimize import prefer_cudnn_attention
+
+            prefer_cudnn_attention(torch)
+        if choice.profile.name in RESIDENT_PROFILES:
+            from backend.engine.fp8 import ROWWISE_CAPABILITY, plain_blocks
+
+            capability = tuple(torch.cuda.get_device_capability(self._device))
+            done = plain_blocks(
+                pipe.dit, fp8_compute=self._fp8_compute, rowwise=capability >= ROWWISE_CAPABILITY
+            )
+            log.info(
+                "engine %s: DiT blocks made plain (%d linears, %d norms, %.2f GB of weights; "
+                "fp8 compute %s)", self._device, done.linears, done.norms,
+                done.weight_bytes / 1e9, "on" if self._fp8_compute else "off",
+            )  # fmt: skip
+            self._free_cache()
+        entries = self._config.engine.prompt_cache_entries
+        if entries > 0:
+            self._prompt_cache = prompt_cache.PromptCache(entries)
+            prompt_cache.install(pipe, self._prompt_cache)
+
+    def _start_compile(self, torch: Any, pipe: Any, choice: Choice, report: LoadReport) -> None:
+        """Compile the DiT blocks in a background thread (``backend.engine.optimize``)."""
+        from backend.engine.optimize import BlockOptimizer
+
+        why_not = self._why_not_compiled(choice)
+        if why_not is not None:
+            self._optimization = OptimizationState(Optimization.OFF, why_not)
+            report(self.state())
+            return
+        settings = self._compile_settings(choice)
+
+        def changed(state: OptimizationState) -> None:  # compile thread
+            log.info("engine %s: %s — %s", self._device, state.phase, state.detail)
+            report(self.state())
+
+        self._optimizer = BlockOptimizer(torch, pipe.dit, settings, changed)
+        self._optimizer.start()
+        report(self.state())
+
+    def _why_not_compiled(self, choice: Choice) -> str | None:
+        if not self._config.engine.compile:
+            return "engine.compile = false"
+        if self._compile_backend is not None:
+            return None
+        if not self._device.startswith("cuda"):
+            return "the CPU runs eager (compile applies to GPUs)"
+        if choice.profile.name not in RESIDENT_PROFILES:
+            name = choice.profile.name
+            return f"{name} streams DiT layers from CPU RAM; only gpu and gpu-fp8 compile"
+        return None
+
+    def _compile_settings(self, choice: Choice) -> Any:
+        from backend.engine.optimize import CompileSettings, distinct_sizes
+
+        engine, fp8 = self._config.engine, self._fp8_compute
+        mode = engine.compile_mode
+        if mode == "auto":
+            mode = AUTO_MODE_FP8 if fp8 else AUTO_MODE_BF16
+        label = f"{choice.profile.name}, {'fp8 compute' if fp8 else 'bf16 compute'}"
+        return CompileSettings(
+            device=self._device,
+            sizes=distinct_sizes(list(self._config.compile_sizes)),
+            text_tokens=engine.t5_max_tokens,
+            label=label,
+            mode=mode,
+            backend=self._compile_backend or "inductor",
+            cache_dir=self._config.data_dir.resolve() / "compile",
+        )
 
     def _measure_memory(self) -> Memory:
         host = _host_available_bytes()
@@ -221,7 +353,7 @@ class DiffsynthEngine:
         from diffsynth.pipelines.flux_image import FluxImagePipeline
 
         # The classes FluxImagePipeline.from_pretrained uses (T5TokenizerFast is a lazy alias).
-        t5_tokenizer: Any = transformers.T5TokenizerFast  # type: ignore[attr-defined]
+        t5_tokenizer: Any = transformers.T5TokenizerFast
         clip_tokenizer: Any = transformers.CLIPTokenizer
         pipe = FluxImagePipeline(device=self._device, torch_dtype=self._torch.bfloat16)
         pipe.tokenizer_1 = clip_tokenizer.from_pretrained(str(self._files.tokenizer_1))
@@ -330,9 +462,11 @@ class DiffsynthEngine:
         pipe = self._pipe
         if pipe is None:
             raise EngineError(f"engine {self._device} is not loaded")
+        if self._optimizer is not None:
+            self._optimizer.install_if_ready()  # between jobs: no image mixes both paths
         torch = self._torch
         clock = _StageClock(self._synchronize)
-        progress = _progress(clock, on_step, cancelled, self._synchronize)
+        progress = _progress(clock, on_step, cancelled, self._step_marker)
         truncated = self._t5_token_count(params.prompt) > self._config.engine.t5_max_tokens
         try:
             image = pipe(
@@ -372,6 +506,14 @@ class DiffsynthEngine:
         if self._device != "cpu":
             self._torch.cuda.synchronize(self._device)
 
+    def _step_marker(self) -> Callable[[], None]:
+        """Mark the work queued so far; the returned call waits for it (no-op on the CPU)."""
+        if self._device == "cpu":
+            return _nothing
+        event = self._torch.cuda.Event()
+        event.record()
+        return event.synchronize  # type: ignore[no-any-return]
+
     def _free_cache(self) -> None:
         gc.collect()
         if self._device != "cpu":
@@ -385,6 +527,9 @@ class DiffsynthEngine:
 
     def close(self) -> None:
         """Drop the pipeline and give its GPU memory back. Safe to call more than once."""
+        if self._optimizer is not None:
+            self._optimizer.close()
+            self._optimizer = None
         self._pipe = None
         self._streaming = None
         if self._torch is not None:
@@ -438,27 +583,54 @@ class _StageClock:
         )
 
 
+def _nothing() -> None:
+    return None
+
+
 def _progress(
     clock: _StageClock,
     on_step: StepCallback,
     cancelled: CancelCheck,
-    synchronize: Callable[[], None],
+    marker: Callable[[], Callable[[], None]],
 ) -> Callable[[Iterable[Any]], Iterator[Any]]:
-    """A ``progress_bar_cmd``: reports each finished step, raises when the job is cancelled."""
+    """A ``progress_bar_cmd``: reports each finished step, raises when the job is cancelled.
+
+    No host sync per step: after step N has been queued, the loop waits only for step N-1 and
+    reports it, so the GPU always has the next step in its queue (a sync per step would leave it
+    idle while Python prepares each step). A cancel therefore lands after one more step.
+    """
 
     def wrap(timesteps: Iterable[Any]) -> Iterator[Any]:
         items = list(timesteps)
         total = len(items)
         clock.denoise_started()
+        pending: Callable[[], None] | None = None
         for index, timestep in enumerate(items):
             if cancelled():
                 raise GenerationCancelled(f"cancelled before step {index + 1} of {total}")
             yield timestep
-            synchronize()
-            on_step(index + 1, total)
+            queued = marker()
+            if pending is not None:
+                pending()
+                on_step(index, total)
+            pending = queued
+        if pending is not None:
+            pending()
+            on_step(total, total)
         clock.denoise_finished()
 
     return wrap
+
+
+def _fp8_note(wanted: bool, active: bool, refusal: str | None) -> str:
+    """The sentence /status adds to the profile reason about engine.fp8_compute."""
+    if not wanted:
+        return ""
+    if refusal is not None:
+        return f"; {refusal}"
+    if active:
+        return "; fp8 compute on (fp8 weights and fp8 matmuls in the DiT)"
+    return "; engine.fp8_compute applies to gpu-fp8 only, this profile computes in bf16"
 
 
 def _host_available_bytes() -> int:

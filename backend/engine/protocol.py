@@ -10,7 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from backend.domain import EngineState, GenerationParams, Timings
+from backend.domain import (
+    EngineState,
+    GenerationParams,
+    Timings,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image

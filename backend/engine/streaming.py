@@ -129,7 +129,7 @@ class PinnedArena:
 def cuda_used_gib(device: str) -> float:
     """Device-wide used memory in GiB, what diffsynth compares with ``vram_limit``."""
     free, total = torch.cuda.mem_get_info(device)
-    return (total - free) / 1024**3
+    return float((total - free) / 1024**3)
 
 
 class VramGate:
@@ -200,7 +200,7 @@ class Applied:
 
 
 def _same_place(device_a: object, device_b: object) -> bool:
-    return torch.device(str(device_a)) == torch.device(str(device_b))
+    return bool(torch.device(str(device_a)) == torch.device(str(device_b)))
 
 
 def eligible(wrapper: Any) -> bool:

@@ -4,10 +4,16 @@ Option bounds come from the config, so the callbacks are defined inside
 :func:`register_commands` with their ``Range`` annotations evaluated there (this module must not
 use postponed annotations: discord.py reads the annotation objects). Descriptions and names are
 ``bots.i18n`` keys localized by :class:`bots.discord.translator.CommandTranslator`.
+
+Bounds are honest: the ``prompt`` option allows exactly ``limits.max_prompt_chars`` characters,
+so Discord's own counter stops the user where the backend would refuse. ``--flags`` typed into
+it count too (the typed ``seed``/``steps``/``aspect``/``guidance`` options are there for a
+prompt at the limit). Admin commands carry ``default_member_permissions`` (Manage Server), so
+Discord shows them to server managers only; the bot still checks its configured admins on
+every call.
 """
 
 import time
-from dataclasses import replace
 from typing import Any
 
 import discord
@@ -29,22 +35,11 @@ from bots.discord.context import context_of
 from bots.discord.translator import text
 from bots.discord.views import history_view
 from bots.i18n import translate
-from bots.parsing import ParsedImagine, ParseError, parse_imagine, to_request
+from bots.parsing import merge_options, parse_imagine, to_request
 from bots.render import render_history, render_settings, render_status, shorten
 
 MESSAGE_LIMIT = 2000  # characters of message content
-PROMPT_FLAGS_ROOM = 200  # the prompt option also carries --flags
-
-
-def merge_options(parsed: ParsedImagine, **options: Any) -> ParsedImagine:
-    """Slash options on top of the prompt's --flags; the same option given twice is an error."""
-    values = {name: value for name, value in options.items() if value is not None}
-    for name in values:
-        if getattr(parsed.options, name) is not None:
-            raise ParseError("parse.duplicate", option=f"--{'ar' if name == 'aspect' else name}")
-    if "aspect" in values and parsed.options.width is not None:
-        raise ParseError("parse.conflict", first="--size", second="--ar")
-    return replace(parsed, options=replace(parsed.options, **values))
+ADMIN_ONLY = discord.Permissions(manage_guild=True)  # who Discord shows admin commands to
 
 
 async def imagine(
@@ -149,7 +144,7 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
     """Add every command to ``tree`` with bounds and choices from ``config.limits``."""
     limits = config.limits
     ratios = [Choice(name=ratio, value=ratio) for ratio in limits.aspect_ratios[:25]]
-    prompt_max = min(6000, limits.max_prompt_chars + PROMPT_FLAGS_ROOM)
+    prompt_max = min(6000, limits.max_prompt_chars)  # Discord's own bound: 6,000
 
     @app_commands.command(name=text("discord.name.imagine"), description=text("cmd.imagine"))
     @app_commands.rename(
@@ -178,6 +173,7 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
         await imagine(interaction, prompt, seed, steps, aspect, guidance)
 
     @app_commands.command(name=text("discord.name.status"), description=text("cmd.status"))
+    @app_commands.default_permissions(ADMIN_ONLY)
     async def status_command(interaction: discord.Interaction[Any]) -> None:
         await status(interaction)
 
@@ -221,6 +217,7 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
         await settings(interaction, steps, aspect, guidance, reset)
 
     @app_commands.command(name=text("discord.name.ban"), description=text("cmd.ban"))
+    @app_commands.default_permissions(ADMIN_ONLY)
     @app_commands.rename(user=text("discord.opt.user"))
     @app_commands.describe(user=text("discord.optdesc.user"))
     async def ban_command(
@@ -229,6 +226,7 @@ def register_commands(tree: app_commands.CommandTree[Any], config: Config) -> No
         await set_banned(interaction, user, banned=True)
 
     @app_commands.command(name=text("discord.name.unban"), description=text("cmd.unban"))
+    @app_commands.default_permissions(ADMIN_ONLY)
     @app_commands.rename(user=text("discord.opt.user"))
     @app_commands.describe(user=text("discord.optdesc.user"))
     async def unban_command(

@@ -78,7 +78,10 @@ class DiscordJobs:
             self.followers.follow(job, surface)
             return
         if callback.message_id is not None:
-            await self._service.attach_status(job.id, str(callback.message_id))
+            try:
+                await self._service.attach_status(job.id, str(callback.message_id))
+            except Exception as exc:  # the job runs and is followed; only a restart loses this
+                log.warning("job %s: recording its first response failed: %s", job.id, exc)
         surface = DiscordSurface(self._client, job.id, target, lang)
         self.followers.follow(job, surface, shown=text)
 
@@ -86,4 +89,4 @@ class DiscordJobs:
         try:
             await surface.send_final(text, anew=True)
         except discord.HTTPException as exc:
-            log.warning("posting in channel %s failed: %s", surface.lang, exc)
+            log.warning("telling the user in the channel failed too: %s", exc)

@@ -3,6 +3,12 @@
 Discord allows about 200 command creations per day per guild, so syncing on every start is a
 bad habit. The translated payload of each scope (global, or one test guild) is hashed and the
 hash kept in ``<data_dir>/discord_commands.json``; a scope is synced only when its hash differs.
+
+A scope no longer used is emptied, so that a guild never shows a command twice: with
+``test_guilds`` the global scope must be empty (and is emptied once, even without a record of
+what it held: an earlier global sync may have left commands there); a test guild that was
+dropped from the config and has a record is emptied too. An emptied scope is recorded with the
+hash of an empty list, so it is not emptied again on every start.
 """
 
 from __future__ import annotations
@@ -54,6 +60,16 @@ def _write_hashes(path: Path, hashes: dict[str, str]) -> None:
     tmp.replace(path)
 
 
+async def _empty_scope(tree: app_commands.CommandTree[Any], application_id: int, name: str) -> None:
+    """Remove every command of one scope (``tree.sync`` cannot: it sends the tree's own)."""
+    http = tree.client.http
+    if name == GLOBAL_SCOPE:
+        await http.bulk_upsert_global_commands(application_id, payload=[])
+    else:
+        await http.bulk_upsert_guild_commands(application_id, int(name), payload=[])
+    log.info("removed the application commands of the unused scope %s", name)
+
+
 async def sync_if_changed(
     tree: app_commands.CommandTree[Any],
     application_id: int,
@@ -80,6 +96,18 @@ async def sync_if_changed(
             continue
         await tree.sync(guild=guild)
         hashes[name] = digest
+        synced.append(name)
+        await asyncio.to_thread(_write_hashes, state_path, hashes)
+    in_use = {GLOBAL_SCOPE if guild is None else str(guild.id) for guild in scopes}
+    unused = {name for name in hashes if name not in in_use}
+    if test_guilds:
+        unused.add(GLOBAL_SCOPE)
+    empty = payload_hash(application_id, [])
+    for name in sorted(unused):
+        if hashes.get(name) == empty:
+            continue
+        await _empty_scope(tree, application_id, name)
+        hashes[name] = empty
         synced.append(name)
         await asyncio.to_thread(_write_hashes, state_path, hashes)
     if synced:

@@ -1,4 +1,11 @@
-"""Following one job: its state shown within the budget, then its end delivered once."""
+"""Following one job: its state shown within the budget, then its end delivered.
+
+Delivery is at least once, with at most one duplicate per crash: before an upload the store
+counts it as begun (``Service.begin_delivery``), after it the job is marked delivered; an upload
+known to have failed does not count (``delivery_failed``). An upload a crash interrupted may have
+arrived: after the restart it is sent once more (``MAX_RESENDS``); if that one is interrupted too,
+the result is left to /history rather than risk a third copy.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ from bots.i18n import translate
 from bots.render import render_event, render_final
 
 log = logging.getLogger("majicbot.follow")
+
+MAX_RESENDS = 1  # uploads a crash interrupted that are sent again
 
 
 @dataclass(frozen=True)
@@ -142,11 +151,25 @@ class JobFollower:
     # ---- delivering --------------------------------------------------------------------------
 
     async def deliver(self, job: Job) -> None:
-        """Send ``job``'s end once; raises ``DeliveryFailed`` when only retrying later can help."""
+        """Send ``job``'s end; raises ``DeliveryFailed`` when only retrying later can help."""
+        service = self._context.service
+        interrupted = await service.begin_delivery(job.id)
+        if interrupted > MAX_RESENDS:
+            error = RuntimeError(f"{interrupted} uploads interrupted by crashes")
+            await self._give_up(job, Failure.UNCERTAIN, error)
+            return
+        if interrupted:
+            log.warning("job %s: a crash interrupted its upload; sending it once more", job.id)
+        try:
+            await self._send_with_retries(job)
+        except DeliveryFailed:
+            await service.delivery_failed(job.id)
+            raise
+
+    async def _send_with_retries(self, job: Job) -> None:
         anew = self._status_gone
         tuning, clock = self._context.tuning, self._context.clock
         for attempt in range(tuning.send_attempts):
-            self._context.budget.spend(self._surface.lane)
             try:
                 result_message = await self._send(job, anew=anew)
             except Exception as exc:

@@ -59,6 +59,10 @@ class Followers:
     def budget(self) -> EditBudget:
         return self._context.budget
 
+    def following(self, job_id: str) -> bool:
+        """Whether ``job_id`` is being followed or delivered now."""
+        return job_id in self._busy
+
     def follow(self, job: Job, surface: Surface, *, shown: str | None = None) -> bool:
         """Follow ``job`` to its end in the background; False if it is followed already.
 

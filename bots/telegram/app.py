@@ -7,6 +7,10 @@ Lifecycle, as python-telegram-bot documents it for embedding in a larger service
     ... serve ...
     updater.stop → stop the followers → stop → shutdown
 
+The updater is ours, not the builder's: in polling mode it reads updates through
+``ConfirmingBot``, so that an update is confirmed to Telegram only once it was handled
+(``bots.telegram.updates``: durable before announced).
+
 Every request that is not a status edit passes ``ReplyFirstRateLimiter``, which charges it to
 the followers' edit budget: replies and results go first, status edits wait.
 
@@ -26,7 +30,7 @@ from urllib.parse import urlsplit
 
 from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Updater
 
 from backend.config import Config, TelegramConfig
 from backend.errors import AdapterUnavailable, ConfigError
@@ -36,6 +40,7 @@ from bots.i18n import LANGUAGES, translate
 from bots.telegram.handlers import COMMANDS, TelegramHandlers
 from bots.telegram.jobs import TelegramJobs
 from bots.telegram.surface import TelegramTuning
+from bots.telegram.updates import ConfirmingBot, LedgerUpdateProcessor, UpdateLedger
 
 log = logging.getLogger("majicbot.telegram")
 
@@ -77,15 +82,20 @@ class ReplyFirstRateLimiter(AIORateLimiter):
 
 
 def build_application(
-    config: TelegramConfig, limiter: AIORateLimiter | None = None
+    config: TelegramConfig,
+    limiter: AIORateLimiter | None = None,
+    ledger: UpdateLedger | None = None,
 ) -> AnyApplication:
-    """A PTB Application with the rate limiter and the configured Bot API server."""
+    """A PTB Application with the rate limiter and the configured Bot API server; no updater
+    (``build_updater``), updates handled concurrently and reported to ``ledger``."""
+    processor = LedgerUpdateProcessor(CONCURRENT_UPDATES, ledger or UpdateLedger())
     builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
         Application.builder()
         .token(str(config.token))
         .rate_limiter(limiter or AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
-        .concurrent_updates(CONCURRENT_UPDATES)
+        .concurrent_updates(processor)
         .media_write_timeout(60)
+        .updater(None)
     )
     if config.base_url:
         builder = builder.base_url(config.base_url)
@@ -104,12 +114,18 @@ async def register_commands(bot: Bot) -> None:
             log.warning("setMyCommands (%s) failed: %s", lang, exc)
 
 
-async def start_updates(
-    application: AnyApplication, config: TelegramConfig, tuning: TelegramTuning
-) -> None:
+def build_updater(
+    application: AnyApplication, config: TelegramConfig, ledger: UpdateLedger
+) -> Updater:
+    """The updater feeding ``application``; polling confirms updates only once handled."""
+    bot: Any = application.bot
+    if config.mode != "webhook":
+        bot = ConfirmingBot(application.bot, ledger)
+    return Updater(bot, application.update_queue)
+
+
+async def start_updates(updater: Updater, config: TelegramConfig, tuning: TelegramTuning) -> None:
     """Long polling by default; a webhook server when ``telegram.mode = "webhook"``."""
-    updater = application.updater
-    assert updater is not None
     if config.mode == "webhook":
         await updater.start_webhook(
             listen=config.webhook_listen,
@@ -172,24 +188,27 @@ async def run_telegram(
         group_max_rate=20 * tuning.flood_scale,
         max_retries=RATE_LIMIT_RETRIES,
     )
-    application = build_application(config.telegram, limiter)
+    ledger = UpdateLedger()
+    application = build_application(config.telegram, limiter, ledger)
+    updater = build_updater(application, config.telegram, ledger)
     jobs = TelegramJobs(config, service, application.bot, tuning, clock)
     limiter.budget = jobs.budget
     TelegramHandlers(jobs).register(application)
     await connect(application, config.telegram, tuning)
     try:
         await register_commands(application.bot)
+        await updater.initialize()
         await application.start()
         try:
-            await start_updates(application, config.telegram, tuning)
+            await start_updates(updater, config.telegram, tuning)
             try:
                 async with jobs.followers.running():
                     log.info("telegram: @%s is up", application.bot.username)
                     yield
             finally:
-                assert application.updater is not None
-                await application.updater.stop()
+                await updater.stop()
         finally:
             await application.stop()
     finally:
+        await updater.shutdown()
         await application.shutdown()

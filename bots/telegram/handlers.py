@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from telegram import CallbackQuery, Message, Update
+from telegram.constants import ChatType
+from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
 from backend.domain import (
@@ -27,10 +29,10 @@ from backend.domain import (
     Requester,
     Submission,
 )
-from backend.errors import InvalidRequest, UserError
+from backend.errors import InvalidRequest, JobNotFound, UserError
 from bots.i18n import pick_language, translate
 from bots.parsing import parse_imagine, parse_settings, to_request
-from bots.render import render_history, render_settings, render_status
+from bots.render import render_history, render_settings, render_status, shorten
 from bots.telegram.jobs import TelegramJobs
 from bots.telegram.keyboards import Action, ButtonPress, decode, history_keyboard
 from bots.telegram.surface import send_photo
@@ -43,6 +45,8 @@ HISTORY_ASK_MAX = 1000  # the service caps it further; this only keeps the numbe
 # Registered with setMyCommands in this order (/ban and /unban are admin tools: not listed).
 COMMANDS = ("imagine", "settings", "status", "history", "cancel", "help", "start")
 RESET_WORDS = ("reset", "重置")
+TEXT_LIMIT = 4096  # characters of a message
+ALERT_LIMIT = 200  # characters of a callback query's answer
 
 
 class TelegramHandlers:
@@ -95,8 +99,9 @@ class TelegramHandlers:
         """/imagine <prompt> [options]: queue a job and follow it."""
         message = update.effective_message
         assert message is not None
-        parsed = parse_imagine(_prompt_text(message, context.args or []))
         requester = self.requester(update)
+        quoted = await self._quoted_text(message, requester)
+        parsed = parse_imagine(f"{quoted} {' '.join(context.args or [])}")
         key = f"telegram:{requester.chat_id}:{message.message_id}"
 
         def submit(target: ReplyTarget) -> Any:
@@ -117,10 +122,13 @@ class TelegramHandlers:
         """/history [n] (admins: /history chat|all [n]): the last jobs, with buttons to resend."""
         assert update.effective_message is not None
         scope, limit = _history_args(context.args or [])
+        if scope is HistoryScope.USER and not _is_private(update):
+            scope = HistoryScope.USER_IN_CHAT  # a group sees only what was asked in it
         jobs = await self.service.history(self.requester(update), scope, limit)
         lang = self.language(update)
         header = {
             HistoryScope.USER: "history.header",
+            HistoryScope.USER_IN_CHAT: "history.header",
             HistoryScope.CHAT: "history.header_chat",
             HistoryScope.ALL: "history.header_all",
         }[scope]
@@ -208,8 +216,7 @@ class TelegramHandlers:
             return "cb.queued"
         if press.action is Action.DELETE:
             await self.service.delete(press.job_id, requester, where)
-            await message.delete()
-            return "cb.deleted"
+            return await _delete(message)
         action = JobAction.ORIGINAL if press.action is Action.ORIGINAL else JobAction.GET
         job = await self.service.job_for_action(press.job_id, requester, action, where)
         if job.status is not JobStatus.SUCCEEDED or job.result_path is None:
@@ -242,6 +249,20 @@ class TelegramHandlers:
 
         return await self.jobs.start(str(message.chat_id), message.message_id, lang, submit)
 
+    async def _quoted_text(self, message: Message, requester: Requester) -> str:
+        """The text ``/imagine`` replies to: a message's text, or for the bot's own photo the
+        job's stored prompt (its caption also carries the details line)."""
+        replied = message.reply_to_message
+        if replied is None:
+            return ""
+        job_id = _job_of_bot_photo(replied, self.jobs.bot.id)
+        if job_id is None:
+            return replied.text or replied.caption or ""
+        try:
+            return (await self.service.job(job_id, requester)).params.prompt
+        except JobNotFound:
+            return (replied.caption or "").rpartition("\n")[0]
+
     async def _send_original(self, message: Message, job_id: str, path: Path) -> None:
         data = await asyncio.to_thread(path.read_bytes)
         await message.reply_document(
@@ -264,9 +285,9 @@ class TelegramHandlers:
             return
         try:
             if update.callback_query is not None:
-                await update.callback_query.answer(text, show_alert=True)
+                await update.callback_query.answer(shorten(text, ALERT_LIMIT), show_alert=True)
             elif update.effective_message is not None:
-                await update.effective_message.reply_text(text)
+                await update.effective_message.reply_text(shorten(text, TEXT_LIMIT))
         except Exception:  # the reply itself failed: nothing more we can tell the user
             log.warning("could not send the error reply", exc_info=True)
 
@@ -282,19 +303,40 @@ def _who(update: object) -> str:
     )
 
 
-def _prompt_text(message: Message, args: list[str]) -> str:
-    """The command's arguments; with ``/imagine`` as a reply, the replied-to text comes first."""
-    text = " ".join(args)
-    replied = message.reply_to_message
-    if replied is not None:
-        quoted = replied.text or replied.caption or ""
-        text = f"{quoted} {text}".strip()
-    return text
+def _is_private(update: Update) -> bool:
+    chat = update.effective_chat
+    return chat is not None and chat.type == ChatType.PRIVATE
+
+
+def _job_of_bot_photo(message: Message, bot_id: int) -> str | None:
+    """The job id of one of the bot's result photos (from its buttons), else None."""
+    author = message.from_user
+    if author is None or author.id != bot_id or not message.photo:
+        return None
+    markup = message.reply_markup
+    for row in markup.inline_keyboard if markup is not None else ():
+        for button in row:
+            data = button.callback_data
+            press = decode(data) if isinstance(data, str) else None
+            if press is not None:
+                return press.job_id
+    return None
+
+
+async def _delete(message: Message) -> str:
+    """Delete a result photo; the answer's key ("already deleted" for a second press)."""
+    try:
+        await message.delete()
+    except BadRequest as exc:
+        if "not found" not in exc.message.lower():
+            raise
+        return "cb.already_deleted"
+    return "cb.deleted"
 
 
 def _ban_target(message: Message, args: list[str], usage_key: str) -> tuple[str, str]:
     """(user id, how to name them) from ``/ban 12345`` or ``/ban`` replying to their message."""
-    if len(args) == 1 and args[0].isdigit():
+    if len(args) == 1 and args[0].isascii() and args[0].isdigit():
         return args[0], args[0]
     replied = message.reply_to_message
     author = replied.from_user if replied is not None else None
@@ -309,7 +351,7 @@ def _history_args(args: list[str]) -> tuple[HistoryScope, int]:
     rest = list(args)
     if rest and rest[0].lower() in (HistoryScope.CHAT.value, HistoryScope.ALL.value):
         scope = HistoryScope(rest.pop(0).lower())
-    if len(rest) > 1 or (rest and not rest[0].isdigit()):
+    if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit())):
         raise InvalidRequest("history.usage")
     limit = int(rest[0][:6]) if rest else HISTORY_DEFAULT
     return scope, max(1, min(limit, HISTORY_ASK_MAX))

@@ -4,7 +4,11 @@
              ─▶ Followers.follow(job, TelegramSurface)   (bots.follow does the rest)
 
 Nothing reaches the chat before the job is stored: a refusal is one message, an accepted job one
-status message.
+status message. A re-delivered update (``bots.telegram.updates``) names a stored job through its
+idempotency key: it gets no second job, and a second status message only if the first was never
+sent (a crash between the store and the status) and nothing follows the job yet. The job runs
+whatever happens to its status message: a failure after the job is stored (the status cannot be
+sent or recorded) is logged, never answered with "something went wrong" beside a live status.
 """
 
 from __future__ import annotations
@@ -66,8 +70,12 @@ class TelegramJobs:
         """Submit; once the job is stored, post its status message and follow it."""
         submission = await submit(ReplyTarget(chat_id, token=str(command_message_id)))
         job = submission.job
-        if submission.existing:  # a re-delivered update: the first delivery follows it
-            return submission
+        if submission.existing and (
+            job.reply_to.message_id is not None
+            or job.status.is_terminal  # the retry loop delivers it
+            or self.followers.following(job.id)
+        ):
+            return submission  # a re-delivered update: the first delivery shows and follows it
         waiting = self.service.waiting(job.id)
         text = render_event(waiting, lang) if waiting else translate("job.started", lang)
         try:
@@ -84,7 +92,10 @@ class TelegramJobs:
             )
             return submission
         status_id = str(message.message_id)
-        await self.service.attach_status(job.id, status_id)
+        try:
+            await self.service.attach_status(job.id, status_id)
+        except Exception as exc:  # the status works in this process; after a restart: anew
+            log.warning("job %s: recording its status message failed: %s", job.id, exc)
         reply = replace(job.reply_to, message_id=status_id)
         surface = TelegramSurface(self.bot, job.id, reply, lang, self.tuning)
         self.followers.follow(job, surface, shown=text)

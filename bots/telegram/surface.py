@@ -63,7 +63,7 @@ class TelegramTuning:
 
     def lane(self, chat_id: str) -> Lane:
         """Status edits in one chat, spaced for a private chat or a group."""
-        group = int(chat_id) < 0  # Telegram group and channel ids are negative
+        group = chat_id.startswith(("-", "@"))  # group and channel ids are negative
         return Lane(chat_id, self.edit_interval_group_s if group else self.edit_interval_private_s)
 
     def upload_timeout_s(self, size_bytes: int) -> float:

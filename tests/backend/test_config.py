@@ -106,3 +106,52 @@ def test_status_token_from_environment_is_a_secret(tmp_path: Path) -> None:
     assert config.service.status_token == "status-token-789"
     assert "status-token-789" not in repr(config)
     assert load_config(None, env={}).service.status_token == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[engine]\nvram_margin_gb = nan\n",
+            "engine.vram_margin_gb = nan: must be a finite number",
+        ),
+        ("[service]\nstop_grace_s = nan\n", "service.stop_grace_s = nan: must be a finite number"),
+        ("[limits]\nmax_guidance = inf\n", "limits.max_guidance = inf: must be a finite number"),
+        ("[engine]\ndevices = []\n", "engine.devices = []: must name at least one item"),
+        ("[limits]\naspect_ratios = []\n", "limits.aspect_ratios = []: must name at least one"),
+        (
+            "[limits]\nmax_side = 256\ndefault_side = 64\nmin_side = 64\n"
+            'aspect_ratios = ["9999:1"]\n',
+            "limits.aspect_ratios: '9999:1' gives 6400x16",
+        ),
+        ("[limits]\ndefault_side = 2048\nmax_side = 1024\n", "limits.default_side = 2048: must be"),
+        ("[limits]\ndefault_side = 128\nmin_side = 256\n", "limits.default_side = 128: must be"),
+        ("[limits]\nmax_pixels = 60000\n", "limits.max_pixels = 60000: must be at least"),
+        ('[telegram]\nadmins = ["@ada"]\n', "telegram.admins: '@ada' is not an id"),
+        ('[discord]\nadmin_roles = ["mods"]\n', "discord.admin_roles: 'mods' is not an id"),
+        ('[service]\nstatus_host = "0.0.0.0"\n', "service.status_host = '0.0.0.0': the status"),
+        ("[limits]\nstall_timeout_s = -1\n", "limits.stall_timeout_s = -1.0: must be between"),
+    ],
+)
+def test_what_would_break_the_limits_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, text), env={})
+    assert message in str(refused.value)
+
+
+def test_a_non_loopback_status_host_needs_the_status_token(tmp_path: Path) -> None:
+    path = write(tmp_path, '[service]\nstatus_host = "0.0.0.0"\n')
+    config = load_config(path, env={"MAJICBOT_STATUS_TOKEN": "s3cret"})
+    assert config.service.status_token == "s3cret"
+    assert "s3cret" not in repr(config)
+    assert load_config(write(tmp_path, '[service]\nstatus_host = "::1"\n'), env={})
+
+
+def test_aspect_sizes_in_config_checks_match_validation() -> None:
+    from backend.config import LimitsConfig, _ratio_size
+    from backend.validation import aspect_size
+
+    limits = LimitsConfig(aspect_ratios=("1:1", "16:9", "9:16", "21:9", "3:2"))
+    for ratio in limits.aspect_ratios:
+        w, h = (int(p) for p in ratio.split(":"))
+        assert _ratio_size(w / h, limits.default_side) == aspect_size(ratio, limits)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
+from backend import keys
 from backend.config import Config, EngineSettings
 from backend.domain import (
     CLI_REQUESTER,
@@ -183,13 +184,14 @@ async def test_restart_recovery(tiny_config: Config) -> None:
     async with Store.open(config.db_path) as store:
         await store.insert_job(stored_job("queued1", JobStatus.QUEUED, user="a"))
         await store.insert_job(stored_job("running1", JobStatus.RUNNING, user="b"))
-        await store.insert_job(stored_job("twice", JobStatus.RUNNING, attempts=1, user="c"))
+        # Interrupted twice before: the third interruption gives up (MAX_INTERRUPTED_RUNS).
+        await store.insert_job(stored_job("thrice", JobStatus.RUNNING, attempts=2, user="c"))
         await store.insert_job(stored_job("queued2", JobStatus.QUEUED, user="a"))
         await store.insert_job(stored_job("done", JobStatus.SUCCEEDED, user="d"))
     held = HeldEngine(DiffsynthEngine(EngineSettings.of(config), "cpu"))
     held.hold_after_first_step = True
     async with Service.open(config, lambda: [held]) as service:
-        twice = await service.job("twice")
+        thrice = await service.job("thrice")
         undelivered = [j.id for j in await service.undelivered(Platform.TELEGRAM)]
         await first_matching(
             service.subscribe("running1"), lambda e: isinstance(e, Progress), WAIT_S
@@ -200,8 +202,8 @@ async def test_restart_recovery(tiny_config: Config) -> None:
             assert isinstance((await collect(service.subscribe(job_id), WAIT_S))[-1], Succeeded)
         order = [(await service.job(i)).started_at or 0 for i in ("running1", "queued1", "queued2")]
         recovered = await service.job("running1")
-    assert (twice.status, twice.error_key) == (JobStatus.FAILED, "error.interrupted_twice")
-    assert undelivered == ["twice", "done"]
+    assert (thrice.status, thrice.error_key) == (JobStatus.FAILED, keys.INTERRUPTED_REPEATEDLY)
+    assert undelivered == ["thrice", "done"]
     assert active == ["queued1", "running1", "queued2"]
     assert order == sorted(order)  # the interrupted job first, then the queue in its order
     assert recovered.attempts == 1

@@ -113,8 +113,7 @@ def test_serve_refuses_a_public_status_host_without_a_token(
     )
     assert main(["--config", str(config), "serve", "--backend-only"]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "service.status_host = '0.0.0.0' is reachable from other machines" in err
-    assert "MAJICBOT_STATUS_TOKEN" in err
+    assert "service.status_host = '0.0.0.0'" in err and "MAJICBOT_STATUS_TOKEN" in err
     assert not (tmp_path / "data").exists()  # refused before anything started
 
 

@@ -16,6 +16,7 @@ from bots.i18n import (
     MESSAGES,
     PLURAL_CATEGORIES,
     Plural,
+    echo,
     message_params,
     parse_catalog,
     pick_language,
@@ -91,7 +92,7 @@ def test_every_sentence_formats_with_its_params(lang: str) -> None:
     for key, message in MESSAGES[lang].items():
         forms = message.forms if isinstance(message, Plural) else {"other": message}
         for category, template in forms.items():
-            params: dict[str, Any] = {name: f"<{name}>" for name in placeholders(template)}
+            params: dict[str, Any] = {name: f"«{name}»" for name in placeholders(template)}
             if isinstance(message, Plural):
                 params[message.param] = SAMPLE_NUMBER[category]
             text = translate(key, lang, **params)
@@ -145,7 +146,7 @@ def test_every_error_class_default_key_is_a_declared_constant() -> None:
 
 def test_every_error_key_raised_as_a_literal_is_declared() -> None:
     found = _error_keys_in_source()
-    assert {"error.steps_range", "error.interrupted_twice", "parse.bad_value"} <= found
+    assert {"error.steps_range", "error.prompt_empty", "parse.bad_value"} <= found
     assert sorted(found - set(keys.PARAMS)) == []
 
 
@@ -272,3 +273,32 @@ def test_unknown_language_is_english() -> None:
 )
 def test_pick_language(code: str | None, default: str, expected: str) -> None:
     assert pick_language(code, default) == expected
+
+
+# ---- echo: what users typed, bounded and inert -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("16:9", "16:9"),
+        ("9" * 4078, "9" * 40 + "…"),
+        ("<@123> <@!45> <@&6> <#7>", "@123 @45 @6 #7"),
+        ("@everyone @here", "everyone here"),
+        ("</imagine:1> <:cat:2> <a:dog:3>", "/imagine :cat: :dog:"),
+        ("**bold** `code` ~~x~~ ||spoiler|| [a](http://b)", "bold code x spoiler a(http://b)"),
+        ("a\x00b\x1b[31m\nc\u200bd", "a b 31m c d"),
+    ],
+)
+def test_echo_shortens_and_neutralises(typed: str, shown: str) -> None:
+    assert echo(typed) == shown
+
+
+def test_user_values_are_echoed_in_every_sentence_and_others_are_not() -> None:
+    long = "--" + "x" * 4083
+    sentence = translate("parse.unknown_option", "en", option=long, known="--seed, --steps")
+    shown = "--" + "x" * 38 + "…"
+    assert sentence == f"I don't know the option {shown}. Valid options: --seed, --steps."
+    params = {"status": "done", "seed": 1, "age": "1 s", "prompt": "<@1> a cat"}
+    line = translate("history.line", "en", job_id="abc", **params)
+    assert line == "#abc · done · seed 1 · 1 s ago · <@1> a cat"  # a prompt is not a user value

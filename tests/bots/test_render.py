@@ -220,3 +220,18 @@ def test_status_before_engines_exist_in_chinese() -> None:
             "运行时间：2 秒 · 内存 100.0 MiB",
         ]
     )
+
+
+def test_status_shows_the_background_optimization() -> None:
+    from backend.domain import Optimization, OptimizationState
+    from bots.render import render_optimization
+
+    optimizing = OptimizationState(Optimization.OPTIMIZING, sizes_done=2, sizes_total=7)
+    optimized = OptimizationState(Optimization.OPTIMIZED, compile_s=17.14, cache="warm")
+    failed = OptimizationState(Optimization.FAILED, detail="inductor: out of memory")
+    assert render_optimization(optimizing, "en") == (
+        "Optimizing in the background (jobs run meanwhile): 2/7 sizes"
+    )
+    assert render_optimization(optimized, "en") == "Optimized: compiled in 17.1 s (warm cache)"
+    assert render_optimization(failed, "en").endswith("inductor: out of memory")
+    assert render_optimization(OptimizationState(), "en") == ""

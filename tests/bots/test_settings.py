@@ -15,7 +15,7 @@ from bots.render import render_settings
         ("--steps 20", Options(steps=20)),
         ("——steps ２０ —ar 16：9", Options(steps=20, aspect="16:9")),
         ("--size 1024x768 guidance=4", Options(width=1024, height=768, guidance=4.0)),
-        ("768x1024", Options(width=768, height=1024)),
+        ("--size 768x1024", Options(width=768, height=1024)),
     ],
 )
 def test_parse_settings_reads_the_imagine_option_forms(text: str, expected: Options) -> None:
@@ -28,6 +28,12 @@ def test_parse_settings_reads_the_imagine_option_forms(text: str, expected: Opti
         ("", "parse.settings_usage", {}),
         ("a cat --steps 20", "parse.settings_prompt", {"text": "a cat"}),
         ("reset --steps 20", "parse.settings_prompt", {"text": "reset"}),
+        ("768x1024", "parse.settings_prompt", {"text": "768x1024"}),
+        (
+            "--steps ²",
+            "parse.bad_value",
+            {"option": "--steps", "value": "²", "example": "--steps 28"},
+        ),
         ("--steps 20 --seed 1", "parse.settings_seed", {}),
         ("--ar 1:1 --size 512x512", "parse.conflict", {"first": "--ar", "second": "--size"}),
     ],

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
+import discord
 import pytest
 import simcord
 
@@ -81,7 +82,8 @@ async def test_ban_is_for_admins_and_refuses_the_banned_users_next_imagine(
         open_service(config, EngineGate(config)) as service,
         simulated_discord(config, service) as world,
     ):
-        refused = await world.bob.slash(world.channel, "ban", user=world.alice)
+        with pytest.raises(simcord.SetupError, match="default-member-permissions"):
+            await world.bob.slash(world.channel, "ban", user=world.alice)  # not offered to bob
         guild_admin = await world.admin.slash(world.channel, "ban", user=world.alice)
         await service.set_banned(chief, str(world.alice.id), banned=True)
         denied = await world.alice.slash(world.channel, "imagine", prompt="a cat")
@@ -92,13 +94,16 @@ async def test_ban_is_for_admins_and_refuses_the_banned_users_next_imagine(
         alice_jobs = await service.history(Requester(Platform.DISCORD, str(world.alice.id)))
         errors = [type(unwrap(e)) for e in world.env.errors]  # reading them acknowledges them
 
-    for reply in (refused, guild_admin):  # Manage Server makes a guild admin, not a bot admin
-        assert (reply.ephemeral, response_of(reply).content) == (True, "Only admins can do that.")
+    # Manage Server makes a guild admin (Discord offers /ban), not a bot admin (the bot refuses).
+    assert (guild_admin.ephemeral, response_of(guild_admin).content) == (
+        True,
+        "Only admins can do that.",
+    )
     assert response_of(denied).content == "Sorry, you are not allowed to use this bot."
     assert response_of(history).content == "Sorry, you are not allowed to use this bot."
     assert fields(response_of(allowed))["Seed"] == "1"
     assert [job.params.prompt for job in alice_jobs] == ["a cat"]
-    assert errors == [AccessDenied, AccessDenied]  # the two /ban; the tree check answers the rest
+    assert errors == [AccessDenied]  # the guild admin's /ban; the tree check answers the rest
 
 
 def test_settings_ban_and_unban_are_registered_with_bounds_and_chinese_names() -> None:
@@ -127,3 +132,19 @@ def test_settings_ban_and_unban_are_registered_with_bounds_and_chinese_names() -
         assert commands[name]["name_localizations"] == {"zh-CN": chinese}
         (user,) = commands[name]["options"]
         assert (user["name"], user["type"], user["required"]) == ("user", 6, True)
+
+
+def test_bounds_are_the_configured_limits_and_admin_commands_are_hidden_from_members() -> None:
+    async def payload() -> list[dict[str, Any]]:
+        from bots.discord.sync import command_payload
+
+        client = MajicClient(Config(), service=None)  # type: ignore[arg-type]
+        return await command_payload(client.tree, None)
+
+    commands = {c["name"]: c for c in asyncio.run(payload())}
+    prompt = commands["imagine"]["options"][0]
+    assert (prompt["name"], prompt["max_length"]) == ("prompt", Config().limits.max_prompt_chars)
+    manage_guild = discord.Permissions(manage_guild=True).value
+    hidden = {name for name, c in commands.items() if c.get("default_member_permissions")}
+    assert hidden == {"status", "ban", "unban"}
+    assert {commands[name]["default_member_permissions"] for name in hidden} == {manage_guild}

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from backend.config import Config, EngineSettings
-from backend.domain import EngineState, GenerationParams, LoadState
+from backend.domain import EngineState, GenerationParams, LoadState, OptimizationState
 from backend.engine.diffsynth_engine import DiffsynthEngine
 from backend.engine.factory import make_engines
 from backend.engine.files import LOAD_ORDER
@@ -115,7 +115,10 @@ def test_generate_before_load_is_an_engine_error(tiny_models_dir: Path, tmp_path
         EngineSettings.of(tiny_engine_config(tiny_models_dir, tmp_path)), "cpu"
     )
     assert engine.state() == EngineState(
-        device="cpu", components=engine.state().components, warmed_up=False
+        device="cpu",
+        components=engine.state().components,
+        warmed_up=False,
+        optimization=OptimizationState(detail="not loaded"),
     )
     assert {c.state for c in engine.state().components} == {LoadState.PENDING}
     with pytest.raises(EngineError, match="not loaded"):

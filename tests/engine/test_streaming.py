@@ -29,7 +29,7 @@ from tests.engine.conftest import LoadedEngine
 FP8, BF16 = torch.float8_e4m3fn, torch.bfloat16
 
 
-class Block(torch.nn.Module):
+class Block(torch.nn.Module):  # type: ignore[misc]  # torch is not followed by mypy
     """Like T5's feed-forward: wrapped whole by an ``AutoWrappedModule``."""
 
     def __init__(self) -> None:
@@ -41,7 +41,7 @@ class Block(torch.nn.Module):
         return self.wo(torch.nn.functional.gelu(self.wi(x)))
 
 
-class Toy(torch.nn.Module):
+class Toy(torch.nn.Module):  # type: ignore[misc]
     """Linear, norm, a whole-block wrapper and an embedding shared by two wrappers (as T5's)."""
 
     def __init__(self) -> None:

@@ -51,7 +51,7 @@ def test_writing_is_deterministic(tiny_models_dir: Path, tmp_path: Path) -> None
 
 def test_tokenizers_load_with_the_pipelines_classes(tiny_models_dir: Path) -> None:
     clip = CLIPTokenizer.from_pretrained(str(tiny_models_dir / FLUX_DEV / "tokenizer"))
-    t5 = transformers.T5TokenizerFast.from_pretrained(  # type: ignore[attr-defined]
+    t5 = transformers.T5TokenizerFast.from_pretrained(
         str(tiny_models_dir / FLUX_DEV / "tokenizer_2")
     )
     # The real CLIP BPE: <start> a photo of a cat <end>

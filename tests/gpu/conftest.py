@@ -98,8 +98,10 @@ def gpu_config(models_dir: Path, profile: str, data_dir: Path) -> Config:
     base = Config()
     return dataclasses.replace(
         base,
+        # Compile off: these scenarios compare bytes between calls (the swap to the compiled
+        # path would change them); tests/gpu/test_speed_gpu.py covers compile.
         engine=dataclasses.replace(
-            base.engine, models_dir=models_dir, profile=profile, devices=("cuda:0",)
+            base.engine, models_dir=models_dir, profile=profile, devices=("cuda:0",), compile=False
         ),
         storage=dataclasses.replace(base.storage, data_dir=data_dir),
         limits=dataclasses.replace(base.limits, max_pixels=MAX_PIXELS),
