@@ -418,8 +418,15 @@ class Store:
         return Path(path) if path else None
 
     async def scrub(self) -> None:
-        """Move the WAL into the file and empty it: old copies of forgotten rows go with it."""
-        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Move the WAL into the file and empty it: old copies of forgotten rows go with it.
+
+        Best effort: while another statement of this connection is still open SQLite refuses
+        ("table is locked"); the next scrub, the automatic checkpoints and closing do it then.
+        """
+        try:
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            log.debug("checkpoint postponed: %s", exc)
 
     async def remembered_before(self, before: float) -> list[str]:
         """Finished jobs accepted before ``before`` that still hold a prompt or an image."""
