@@ -8,6 +8,15 @@
   guild only. They bypass no allowlist, cap or ban, never see ``/status`` and never ban.
 - **Everyone else** may manage their own jobs (same platform and user id).
 
+Buttons (``check_action``) are bound to the message they are on, because callback data and custom
+ids can be forged while the message a press arrives from cannot: Cancel must be on the job's
+status message, every result button on a message recorded as showing that job's result ("#id"
+buttons of /history excepted: they act only on one's own jobs). Then: anyone in that chat may
+Reroll, take Variations or fetch the Original PNG of an image posted there (a new job is the
+presser's own, under their caps); Cancel and Delete need ``can_manage``. Without a message (a
+command, the CLI) only the owner or a global admin may act on a job by id — Cancel
+and Delete keep ``can_manage``. Refusals are ``AccessDenied`` with a sentence and change nothing.
+
 Access (``check``): Telegram refuses ``banned_users``; when ``allowed_users`` or ``allowed_chats``
 is non-empty, a request passes if its user is in ``allowed_users`` *or* its chat is in
 ``allowed_chats``. Discord refuses ``banned_users``; DMs need ``allow_dms``; in a guild,
@@ -17,8 +26,9 @@ on every platform. The CLI platform is always allowed.
 
 from __future__ import annotations
 
+from backend import keys
 from backend.config import Config
-from backend.domain import Job, Platform, Requester
+from backend.domain import Job, JobAction, MessageRef, Platform, Requester
 from backend.errors import AccessDenied
 from backend.users import Users
 
@@ -49,6 +59,32 @@ def can_manage(job: Job, requester: Requester, config: Config) -> bool:
         and job.requester.platform is requester.platform
         and job.requester.guild_id == guild
     )
+
+
+ANYONE_IN_THE_CHAT = frozenset({JobAction.REROLL, JobAction.VARIATION, JobAction.ORIGINAL})
+
+
+def on_its_message(
+    job: Job, action: JobAction, where: MessageRef, results: frozenset[MessageRef]
+) -> bool:
+    """The button was pressed on a message of ``job``: status for Cancel, else a result."""
+    if action is JobAction.GET:
+        return True  # /history's message lists several jobs; GET is owner-only instead
+    if action is JobAction.CANCEL:
+        status = job.reply_to.message_id
+        return status is not None and where == MessageRef(job.reply_to.chat_id, status)
+    return where in results
+
+
+def may_act(
+    job: Job, requester: Requester, action: JobAction, config: Config, *, pressed: bool
+) -> bool:
+    """``requester`` may do ``action`` to ``job`` (pressed: on one of its messages)."""
+    if action in (JobAction.CANCEL, JobAction.DELETE):
+        return can_manage(job, requester, config)
+    if pressed and action in ANYONE_IN_THE_CHAT and job.requester.platform is requester.platform:
+        return True
+    return owns(job, requester) or is_admin(requester, config)
 
 
 def check_access(requester: Requester, config: Config, *, banned_in_store: bool = False) -> None:
@@ -106,6 +142,24 @@ class Access:
         """Raise ``AccessDenied(key)`` unless ``requester`` is a global admin."""
         if not self.is_admin(requester):
             raise AccessDenied(key)
+
+    def check_action(
+        self,
+        job: Job,
+        requester: Requester,
+        action: JobAction,
+        where: MessageRef | None,
+        results: frozenset[MessageRef],
+    ) -> None:
+        """Raise ``AccessDenied`` unless ``requester`` may do ``action`` to ``job`` from ``where``
+        (the message a button was pressed on; None for a command). ``results``: the messages
+        recorded as showing the job's result.
+        """
+        self.check(requester)
+        if where is not None and not on_its_message(job, action, where, results):
+            raise AccessDenied(keys.WRONG_MESSAGE, job_id=job.id)
+        if not may_act(job, requester, action, self._config, pressed=where is not None):
+            raise AccessDenied("error.not_your_job", job_id=job.id)
 
     def check_can_manage(self, job: Job, requester: Requester) -> None:
         """Raise ``AccessDenied`` unless ``requester`` may use the bot and manage ``job``."""

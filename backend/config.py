@@ -82,6 +82,9 @@ class EngineConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: Path = Path("data")
+    # Days a finished job keeps its prompt, name and image; then only ids, times and settings
+    # stay (what quotas and statistics need). 0 = keep them until deleted.
+    keep_days: int = field(default=30, metadata=_range(0, 36500))
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,8 @@ class ServiceConfig:
     # Local status endpoint used by `majicbot status` (loopback unless status_token is set).
     status_host: str = "127.0.0.1"
     status_port: int = field(default=8765, metadata=_range(0, 65535))
-    # Required of clients of a non-loopback status endpoint; env MAJICBOT_STATUS_TOKEN.
+    # Bearer token of the status endpoint (env MAJICBOT_STATUS_TOKEN): needed for detail (user
+    # ids, errors), and for every request when status_host is not a loopback address.
     status_token: Secret = field(default=Secret(""), repr=False)
     # On stop: seconds the running job may keep going before it is cancelled (and re-queued).
     stop_grace_s: float = field(default=30.0, metadata=_range(0, 3600))
@@ -239,6 +243,7 @@ class EngineSettings:
 
 
 _TOKEN_ENV = {"telegram": "TELEGRAM_BOT_TOKEN", "discord": "DISCORD_BOT_TOKEN"}
+# (section, key) of other secrets read from the environment.
 _SECRET_ENV = {("service", "status_token"): "MAJICBOT_STATUS_TOKEN"}
 
 

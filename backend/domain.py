@@ -58,6 +58,30 @@ class ReplyTarget:
 
 
 @dataclass(frozen=True)
+class MessageRef:
+    """A message in a chat, as the platform reports it (where a button was pressed).
+
+    Telegram: the callback query's message (chat id, message id); Discord: the interaction's
+    channel id and message id. The platform fills these in, so unlike callback data or a custom
+    id, they cannot be forged by the user.
+    """
+
+    chat_id: str
+    message_id: str
+
+
+class JobAction(StrEnum):
+    """What a button asks to do with a job (``backend.access.check_action`` has the rules)."""
+
+    CANCEL = "cancel"  # on the job's status message: owner, admins, guild admins of its guild
+    REROLL = "reroll"  # on a result message: anyone in that chat (the new job is theirs)
+    VARIATION = "variation"  # likewise, seed + 1
+    ORIGINAL = "original"  # the PNG file, on a result message: anyone in that chat
+    DELETE = "delete"  # the image, prompt and files, on a result message: owner and admins
+    GET = "get"  # the image again (from /history): the owner and global admins, anywhere
+
+
+@dataclass(frozen=True)
 class Options:
     """Generation options as a user gave them; ``None`` = not given (a default applies).
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend.domain import GenerationParams
+from backend.files import open_private, private_dir
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -59,15 +60,20 @@ def _quote(value: str) -> str:
 
 
 def write_png_sync(image: Image, path: Path, parameters: str) -> None:
-    """Encode and write atomically: a temp file in the same folder, fsync, then rename."""
+    """Encode and write atomically: a temp file in the same folder, fsync, then rename.
+
+    The folders are 0700 and the file 0600 (``backend.files``): the PNG carries the prompt.
+    """
     from PIL.PngImagePlugin import PngInfo
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent.parent)  # the outputs folder
+    private_dir(path.parent)  # the day's folder
     info = PngInfo()
     info.add_text("parameters", parameters)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)  # left over by a crash of an earlier process with this pid
     try:
-        with tmp.open("wb") as fh:
+        with os.fdopen(open_private(tmp), "wb") as fh:
             image.save(fh, format="PNG", pnginfo=info)
             fh.flush()
             os.fsync(fh.fileno())

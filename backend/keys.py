@@ -55,6 +55,8 @@ ASPECT_UNKNOWN: Final = _key("error.aspect_unknown", "value", "allowed")  # "1:1
 BANNED: Final = _key("error.banned")  # no params: config ban list or /ban
 NOT_ALLOWED: Final = _key("error.not_allowed", "where")  # "user", "chat", "guild" or "dm"; for logs
 NOT_YOUR_JOB: Final = _key("error.not_your_job", "job_id")
+# a button whose job is not shown on the message it was pressed on (forged or misplaced)
+WRONG_MESSAGE: Final = _key("error.wrong_message", "job_id")
 ADMIN_ONLY: Final = _key("error.admin_only")  # no params: /history chat|all, /ban, /unban
 STATUS_ADMIN_ONLY: Final = _key("status.admin_only")  # no params: /status
 CANNOT_BAN_ADMIN: Final = _key("error.cannot_ban_admin", "user_id")  # raised as InvalidRequest

@@ -15,6 +15,7 @@ from backend.domain import (
     HistoryScope,
     Job,
     JobStatus,
+    MessageRef,
     Platform,
     Requester,
     StatusSnapshot,
@@ -106,6 +107,13 @@ class Queries:
     async def attach_status(self, job_id: str, message_id: str) -> None:
         """Record the adapter's status message of ``job_id``; raises ``JobNotFound``."""
         if not await self._store.set_reply_message(job_id, message_id):
+            raise JobNotFound(job_id=job_id)
+
+    async def attach_result(self, job_id: str, message_id: str, chat_id: str | None) -> None:
+        """Record a message showing the result of ``job_id``; raises ``JobNotFound``."""
+        job = await self.job(job_id)
+        where = MessageRef(chat_id or job.reply_to.chat_id, message_id)
+        if not await self._store.add_result_message(job_id, where):
             raise JobNotFound(job_id=job_id)
 
     async def begin_delivery(self, job_id: str) -> int:

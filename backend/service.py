@@ -11,10 +11,18 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
 - ``submit(request) -> Submission``: checks access and limits (``UserError`` subclasses with a
   message key), commits the job to SQLite, then returns it with its queue position and ETA. A
   request whose ``idempotency_key`` was seen before returns that job's ``Submission`` instead.
-- ``reroll(job_id, requester, reply_to, variation)``: the same settings, a new seed (or seed + 1).
-- ``cancel(job_id, requester) -> Job``: queued: at once; running: at the next denoising step
-  (returns at once; ``Cancelled`` follows). ``cancel_latest(requester)``: the requester's newest
-  queued or running job; ``NothingToCancel`` when there is none.
+- ``reroll(job_id, requester, reply_to, variation, where)``: the same settings, a new seed (or
+  seed + 1).
+- ``cancel(job_id, requester, where=None) -> Job``: queued: at once; running: at the next
+  denoising step (returns at once; ``Cancelled`` follows). ``cancel_latest(requester)``: the
+  requester's newest queued or running job; ``NothingToCancel`` when there is none.
+- Buttons: ``where`` is the ``MessageRef`` a button was pressed on (None for a command);
+  ``job_for_action(job_id, requester, action, where)`` checks a button against the job's messages
+  (``backend.access``: a forged job id on another message is refused); ``attach_result(job_id,
+  message_id, chat_id)`` records a message that shows the result; ``delete(job_id, requester,
+  where)`` forgets the prompt and deletes the image file (the adapter then deletes the message).
+- Retention (``backend.retention``): finished jobs older than ``storage.keep_days`` lose their
+  prompt, name and image; Discord tokens are dropped on delivery and after 15 minutes.
 - ``subscribe(job_id)``: the current state, then ``Started``, ``Progress``, the terminal event.
 - Queue positions are pulled (``backend.positions``): ``queue_version``, ``queue_moved(after)``,
   ``waiting(job_id)``, ``queue_departures`` and ``availability()``.
@@ -33,6 +41,7 @@ Behaviour (user-facing keys: ``backend.keys``): engines that cannot load leave j
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -49,7 +58,9 @@ from backend.domain import (
     HistoryScope,
     ImagineRequest,
     Job,
+    JobAction,
     JobEvent,
+    MessageRef,
     Options,
     Platform,
     Queued,
@@ -69,6 +80,7 @@ from backend.positions import Board
 from backend.queries import Queries
 from backend.recovery import recover
 from backend.results import Results, describe
+from backend.retention import Retention
 from backend.store import Store
 from backend.users import Users
 from backend.watchdog import Watchdog
@@ -113,6 +125,9 @@ class Service:
             store, self._access, self._board, self._pool, self.health, self.content
         )
         self._accounts = Accounts(config, self._users, self._access)
+        self._store = store
+        self._retention = Retention(config, store)
+        self._retention_task: asyncio.Task[None] | None = None
         stall_s = config.limits.stall_timeout_s
         self.watchdog = Watchdog(self._pool, self.health, stall_s, self.results.stalled_out)
         self._watchdog_task: asyncio.Task[None] | None = None
@@ -132,6 +147,9 @@ class Service:
                 await service.content.open()
                 service._pool.build(engine_factory)
                 service._watchdog_task = asyncio.create_task(service.watchdog.run())
+                service._retention_task = asyncio.create_task(
+                    service._retention.run(), name="retention"
+                )
                 log.info("service open: %d job(s) queued from the last run", len(service._board))
                 try:
                     yield service
@@ -145,6 +163,10 @@ class Service:
         grace_s = self._config.service.stop_grace_s
         log.info("stopping: no new jobs; waiting up to %.0f s for running jobs", grace_s)
         self._board.close()
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
         await self._pool.stop(grace_s)
         await self.content.close()
         self.state = ServiceState.STOPPED
@@ -164,21 +186,66 @@ class Service:
             p = job.params
             log.info("job %s queued at position %d %s steps=%d size=%dx%d", job.id, position,
                      describe(job), p.steps, p.width, p.height)  # fmt: skip
+            log.debug("job %s prompt %r", job.id, p.prompt)  # prompts: DEBUG only
         waiting = self._board.waiting(job.id)  # None: an earlier submit of the key, running/done
         if waiting is None:
             return Submission(job, 0, None, existing)
         return Submission(job, waiting.position, waiting.eta_s, existing)
 
     async def reroll(
-        self, job_id: str, requester: Requester, reply_to: ReplyTarget, *, variation: bool
+        self,
+        job_id: str,
+        requester: Requester,
+        reply_to: ReplyTarget,
+        *,
+        variation: bool,
+        where: MessageRef | None = None,
     ) -> Submission:
-        """Submit ``job_id``'s prompt and settings again for ``requester``: new seed or seed + 1."""
-        job = await self.job(job_id, requester)
+        """Submit ``job_id``'s prompt and settings again for ``requester``: new seed or seed + 1.
+
+        From a button (``where``): anyone in the chat of one of the job's result messages; else
+        the owner or a global admin (``AccessDenied`` otherwise).
+        """
+        action = JobAction.VARIATION if variation else JobAction.REROLL
+        job = await self.job_for_action(job_id, requester, action, where)
         return await self.submit(reroll_request(job, requester, reply_to, variation=variation))
 
-    async def cancel(self, job_id: str, requester: Requester) -> Job:
-        """Cancel a queued job now, a running one at its next step (owners and admins may)."""
+    async def cancel(
+        self, job_id: str, requester: Requester, where: MessageRef | None = None
+    ) -> Job:
+        """Cancel a queued job now, or a running one at its next step (``Cancelled`` follows).
+
+        Owners, admins, and guild admins of the job's guild may; ``AccessDenied`` otherwise.
+        From a button (``where``), only on the job's own status message.
+        """
+        if where is not None:
+            await self.job_for_action(job_id, requester, JobAction.CANCEL, where)
         return await self._cancels.cancel(job_id, requester)
+
+    async def delete(self, job_id: str, requester: Requester, where: MessageRef | None) -> Job:
+        """Forget ``job_id``'s prompt and delete its image (owner, admins, guild admins).
+
+        The row stays for quotas and statistics; returns the job as it was before.
+        """
+        job = await self.job_for_action(job_id, requester, JobAction.DELETE, where)
+        await self._retention.forget(job_id)
+        return job
+
+    async def job_for_action(
+        self, job_id: str, requester: Requester, action: JobAction, where: MessageRef | None
+    ) -> Job:
+        """The job, once ``requester`` may do ``action`` to it from ``where`` (the message the
+        button is on; None: a command). ``JobNotFound``, or ``AccessDenied`` with a sentence.
+        """
+        job = await self.job(job_id, requester)
+        results = await self._store.result_messages(job_id) if where is not None else frozenset()
+        self._access.check_action(job, requester, action, where, results)
+        return job
+
+    async def attach_result(self, job_id: str, message_id: str, chat_id: str | None = None) -> None:
+        """Record a message showing ``job_id``'s result (in ``chat_id``; default: the job's
+        chat): its result buttons work there, and nowhere else. Raises ``JobNotFound``."""
+        await self._queries.attach_result(job_id, message_id, chat_id)
 
     async def cancel_latest(self, requester: Requester) -> Job:
         """Cancel the requester's newest queued or running job; ``NothingToCancel`` if none."""

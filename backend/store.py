@@ -26,12 +26,14 @@ from backend.domain import (
     GenerationParams,
     Job,
     JobStatus,
+    MessageRef,
     Platform,
     ReplyTarget,
     Requester,
     Timings,
 )
 from backend.errors import StartupError
+from backend.files import private_dir, private_file
 
 log = logging.getLogger("majicbot.store")
 
@@ -127,6 +129,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, chat_id)
     );
     """,
+    # 4 → 5: the messages a job's result was posted as (a result button must be on one of them).
+    """
+    CREATE TABLE job_messages (
+        job_id TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        PRIMARY KEY (job_id, chat_id, message_id)
+    );
+    CREATE INDEX jobs_created ON jobs (created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -220,9 +232,13 @@ class Store:
         """Open (creating it and its folder if needed), migrate, and close on exit.
 
         A file that cannot be written (read-only mount or file, not a database) is refused here,
-        at start, with a ``StartupError`` sentence, not discovered job by job.
+        at start, with a ``StartupError`` sentence, not discovered job by job. The folder is made
+        0700 and the file (with its WAL and shared-memory files, which SQLite creates with the
+        database file's mode) 0600: prompts are private.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            private_file(name, create=name == path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -382,11 +398,78 @@ class Store:
         )
 
     async def mark_delivered(self, job_id: str, at: float) -> bool:
-        """False if there is no such job."""
+        """False if there is no such job. A delivered job needs no Discord token any more."""
         cursor = await self._db.execute(
-            "UPDATE jobs SET delivered_at = ? WHERE id = ?", (at, job_id)
+            "UPDATE jobs SET delivered_at = ?, "
+            "reply_token = CASE platform WHEN 'discord' THEN NULL ELSE reply_token END "
+            "WHERE id = ?",
+            (at, job_id),
         )
         return cursor.rowcount > 0
+
+    # ---- where results were posted, and forgetting ----------------------------------------------
+
+    async def add_result_message(self, job_id: str, where: MessageRef) -> bool:
+        """Record a message showing ``job_id``'s result; False if there is no such job."""
+        if await self.get_job(job_id) is None:
+            return False
+        await self._db.execute(
+            "INSERT OR IGNORE INTO job_messages (job_id, chat_id, message_id) VALUES (?, ?, ?)",
+            (job_id, where.chat_id, where.message_id),
+        )
+        return True
+
+    async def result_messages(self, job_id: str) -> frozenset[MessageRef]:
+        """Every message recorded as showing ``job_id``'s result."""
+        rows = await self._fetch(
+            "SELECT chat_id, message_id FROM job_messages WHERE job_id = ?", (job_id,)
+        )
+        return frozenset(MessageRef(r["chat_id"], r["message_id"]) for r in rows)
+
+    async def forget(self, job_id: str) -> Path | None:
+        """Drop the prompt, the name, the token and the image path of a job; returns the path.
+
+        What stays (ids, times, status, size, seed) is what quotas, fairness and the statistics
+        need. Forgetting twice is harmless.
+        """
+        rows = await self._fetch("SELECT result_path FROM jobs WHERE id = ?", (job_id,))
+        await self._db.execute(
+            "UPDATE jobs SET prompt = '', display_name = '', reply_token = NULL, "
+            "result_path = NULL WHERE id = ?",
+            (job_id,),
+        )
+        path = rows[0]["result_path"] if rows else None
+        return Path(path) if path else None
+
+    async def scrub(self) -> None:
+        """Move the WAL into the file and empty it: old copies of forgotten rows go with it.
+
+        Best effort: while another statement of this connection is still open SQLite refuses
+        ("table is locked"); the next scrub, the automatic checkpoints and closing do it then.
+        """
+        try:
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            log.debug("checkpoint postponed: %s", exc)
+
+    async def remembered_before(self, before: float) -> list[str]:
+        """Finished jobs accepted before ``before`` that still hold a prompt or an image."""
+        rows = await self._fetch(
+            "SELECT id FROM jobs WHERE created_at < ? "
+            "AND status IN ('succeeded', 'failed', 'cancelled') "
+            "AND (prompt != '' OR display_name != '' OR result_path IS NOT NULL) ORDER BY seq",
+            (before,),
+        )
+        return [row["id"] for row in rows]
+
+    async def drop_tokens(self, platform: Platform, before: float) -> int:
+        """Forget the adapter tokens of ``platform``'s jobs accepted before ``before``."""
+        cursor = await self._db.execute(
+            "UPDATE jobs SET reply_token = NULL "
+            "WHERE platform = ? AND created_at < ? AND reply_token IS NOT NULL",
+            (platform.value, before),
+        )
+        return cursor.rowcount
 
     # ---- counts and stats ---------------------------------------------------------------------
 
@@ -492,6 +575,7 @@ async def _prepare(db: aiosqlite.Connection) -> None:
     await db.execute("PRAGMA journal_mode=WAL")
     await db.execute("PRAGMA synchronous=NORMAL")
     await db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_MS)}")
+    await db.execute("PRAGMA secure_delete=ON")  # forgotten prompts are overwritten
     await _migrate(db)
     await db.execute("BEGIN IMMEDIATE")  # a write lock: fails now on a read-only file or mount
     await db.execute("ROLLBACK")

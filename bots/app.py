@@ -19,7 +19,7 @@ from backend.config import Config, EngineSettings
 from backend.engine.protocol import Engine
 from backend.errors import EngineStuck
 from backend.service import Service
-from backend.status_server import serve_status
+from backend.status_server import check_bind, serve_status
 
 log = logging.getLogger("majicbot.app")
 
@@ -77,12 +77,14 @@ async def running_app(
     config: Config, engine_factory: EngineFactory | None = None
 ) -> AsyncIterator[Service]:
     """Everything ``serve`` runs, started in order and stopped in reverse."""
+    check_bind(config.service.status_host, config.service.status_token)  # before anything starts
     adapters_up, aborted = threading.Event(), threading.Event()
     factory = after(adapters_up, engine_factory or default_engine_factory(config), aborted)
     try:
         async with Service.open(config, factory) as service:
+            status = config.service
             async with serve_status(
-                config.service.status_host, config.service.status_port, service.status
+                status.status_host, status.status_port, service.status, status.status_token
             ) as port:
                 log.info("status endpoint on %s:%d", config.service.status_host, port)
                 async with AsyncExitStack() as stack:

@@ -122,7 +122,12 @@ def _load(path: Path | None, *, require_tokens: bool) -> Config:
 def _secrets(config: Config) -> list[str]:
     return [
         str(s)
-        for s in (config.telegram.token, config.telegram.webhook_secret, config.discord.token)
+        for s in (
+            config.telegram.token,
+            config.telegram.webhook_secret,
+            config.discord.token,
+            config.service.status_token,
+        )
         if s
     ]
 
@@ -296,13 +301,19 @@ def _report_image(event: Succeeded, output: Path | None, out: TextIO) -> int:
 
 
 async def _status(config: Config, out: TextIO) -> int:
-    from backend.status_server import NotRunning, fetch_status
+    from backend.status_server import NotRunning, StatusRefused, fetch_status
     from bots.render import render_status
 
     try:
-        snapshot = await fetch_status(config.service.status_host, config.service.status_port)
+        status = config.service
+        snapshot = await fetch_status(
+            status.status_host, status.status_port, token=status.status_token
+        )
     except NotRunning as exc:
         print(f"majicbot is not running: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except StatusRefused as exc:
+        print(f"majicbot status: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(render_status(snapshot, "en"), file=out)
     return EXIT_OK

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backend.config import Config
+from backend.logs import RedactSecrets
 from tests.content.fixtures import NO_IMAGE_CHECK
+from tests.log_scan import SCANNED_LOGGERS, LeakScan
 from tests.tinyflux import register_tiny_models, write_tiny_models
 
 # ---- tiny FLUX (engine) -----------------------------------------------------------------------
@@ -58,3 +62,40 @@ def normal_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.content.fixtures import write_tiny_classifier
 
     return write_tiny_classifier(tmp_path_factory.mktemp("classifier-normal"), "normal")
+
+
+# ---- privacy: no prompt or name in any log record at INFO or above ------------------------------
+
+
+@pytest.fixture(scope="session")
+def leak_scan() -> Iterator[LeakScan]:
+    """``LeakScan`` on the root logger for the whole run (see ``tests/log_scan.py``)."""
+    scan = LeakScan()
+    root = logging.getLogger()
+    loggers = [logging.getLogger(name) for name in SCANNED_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    root.addHandler(scan)
+    try:
+        yield scan
+    finally:
+        root.removeHandler(scan)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _no_prompt_in_logs(leak_scan: LeakScan) -> Iterator[None]:
+    root = logging.getLogger()
+    if leak_scan not in root.handlers:  # ``setup_logging`` (the CLI's) replaces root handlers
+        root.addHandler(leak_scan)
+    yield
+    for handler in list(root.handlers):  # what a CLI test's ``setup_logging`` left behind
+        if any(isinstance(f, RedactSecrets) for f in handler.filters):
+            root.removeHandler(handler)
+    if leak_scan not in root.handlers:
+        root.addHandler(leak_scan)
+    leaks = leak_scan.take()
+    assert leaks == [], "a prompt or a name was logged at INFO or above:\n" + "\n".join(leaks)

@@ -13,7 +13,8 @@ from typing import Any
 
 import discord
 
-from backend.domain import Delivery, ReplyTarget, Requester, Submission
+from backend.domain import Delivery, JobAction, MessageRef, ReplyTarget, Requester, Submission
+from backend.errors import AccessDenied
 from bots.discord.context import BotContext, context_of
 from bots.discord.errors import report_error
 from bots.discord.messages import fit_upload, result_embed
@@ -32,13 +33,25 @@ async def start_job(interaction: discord.Interaction[Any], submit: Submit) -> No
 
 
 async def handle_button(interaction: discord.Interaction[Any], action: str, job_id: str) -> None:
-    """Entry point of every :class:`bots.discord.views.JobButton` click."""
+    """Entry point of every :class:`bots.discord.views.JobButton` click.
+
+    The service checks the job against the message clicked (``where``: Discord fills it in, so
+    unlike the custom id it cannot be forged) and the presser's rights there.
+    """
     context = context_of(interaction)
     try:
         context.service.check_access(context.requester(interaction))
         await _BUTTON_ACTIONS[action](interaction, context, job_id)
     except Exception as error:
         await report_error(interaction, error, context.language(interaction))
+
+
+def where_clicked(interaction: discord.Interaction[Any], job_id: str) -> MessageRef:
+    """The channel and message the button is on (a component always has one)."""
+    message = interaction.message
+    if message is None or interaction.channel_id is None:
+        raise AccessDenied("error.wrong_message", job_id=job_id)
+    return MessageRef(str(interaction.channel_id), str(message.id))
 
 
 async def _reroll(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:
@@ -54,16 +67,19 @@ async def _variations(
 async def _new_job_from(
     interaction: discord.Interaction[Any], context: BotContext, job_id: str, *, variation: bool
 ) -> None:
+    where = where_clicked(interaction, job_id)
+
     async def submit(requester: Requester, reply_to: ReplyTarget) -> Submission:
-        return await context.service.reroll(job_id, requester, reply_to, variation=variation)
+        return await context.service.reroll(
+            job_id, requester, reply_to, variation=variation, where=where
+        )
 
     await start_job(interaction, submit)
 
 
 async def _delete(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:
     requester = context.requester(interaction)
-    job = await context.service.job(job_id, requester)
-    context.service.check_can_manage(job, requester)
+    await context.service.delete(job_id, requester, where_clicked(interaction, job_id))
     lang = context.language(interaction)
     if interaction.message is not None:
         await interaction.message.delete()
@@ -71,7 +87,8 @@ async def _delete(interaction: discord.Interaction[Any], context: BotContext, jo
 
 
 async def _cancel(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:
-    await context.service.cancel(job_id, context.requester(interaction))
+    where = where_clicked(interaction, job_id)
+    await context.service.cancel(job_id, context.requester(interaction), where)
     lang = context.language(interaction)
     await interaction.response.send_message(translate("cb.cancelling", lang), ephemeral=True)
 
@@ -79,8 +96,8 @@ async def _cancel(interaction: discord.Interaction[Any], context: BotContext, jo
 async def _get(interaction: discord.Interaction[Any], context: BotContext, job_id: str) -> None:
     """Send a finished image again, only to the user who pressed (from /history)."""
     requester = context.requester(interaction)
-    job = await context.service.job(job_id, requester)
-    context.service.check_can_manage(job, requester)
+    where = where_clicked(interaction, job_id)
+    job = await context.service.job_for_action(job_id, requester, JobAction.GET, where)
     context.service.content.check_deliverable(
         job, requester, unblurred=False
     )  # issue 16: withheld images stay

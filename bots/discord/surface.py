@@ -85,15 +85,16 @@ class DiscordSurface:
     async def keep_alive(self) -> None:
         """Nothing: the original response shows the progress."""
 
-    async def send_result(self, job: Job, *, anew: bool) -> None:
+    async def send_result(self, job: Job, *, anew: bool) -> str:
         assert job.result_path is not None
         limit = self._target.filesize_limit if not anew else self._channel_filesize_limit()
         upload = await asyncio.to_thread(fit_upload, job.result_path, limit)
         fields = self._result_fields(job, upload)
         if anew:
-            await self._post(fields.pop("content"), **fields)
+            message = await self._post(fields.pop("content"), **fields)
         else:
-            await self._edit(**fields)
+            message = await self._edit(**fields)
+        return str(message.id)
 
     async def remove_status(self) -> None:
         """Nothing: the original response became the result."""
@@ -118,30 +119,29 @@ class DiscordSurface:
             "view": result_view(job.id, self.lang),
         }
 
-    async def _edit(self, **fields: Any) -> None:
+    async def _edit(self, **fields: Any) -> discord.Message:
         """Edit the original response; ``SurfaceGone`` once its token cannot be used."""
         target = self._target
         if time.time() >= target.token_expires_at:
             raise SurfaceGone("the interaction token expired")
         fields.setdefault("allowed_mentions", discord.AllowedMentions.none())
         if target.interaction is not None:
-            await target.interaction.edit_original_response(**fields)
-        elif target.token and target.message_id and self._client.application_id:
+            return await target.interaction.edit_original_response(**fields)
+        if target.token and target.message_id and self._client.application_id:
             webhook = discord.Webhook.partial(
                 self._client.application_id, target.token, client=self._client
             )
-            await webhook.edit_message(target.message_id, **fields)
-        else:
-            raise SurfaceGone("no original response to edit")
+            return await webhook.edit_message(target.message_id, **fields)
+        raise SurfaceGone("no original response to edit")
 
-    async def _post(self, text: str | None, **fields: Any) -> None:
+    async def _post(self, text: str | None, **fields: Any) -> discord.Message:
         """A new channel message mentioning the user (only them: nothing else pings)."""
         user_id = self._target.user_id
         mention = translate("discord.delivered_in_channel", self.lang, mention=f"<@{user_id}>")
         content = f"{mention}\n{text}" if text else mention
         files = fields.pop("attachments", [])
         channel = self._client.get_partial_messageable(self._target.channel_id)
-        await channel.send(
+        return await channel.send(
             content,
             files=files,
             allowed_mentions=discord.AllowedMentions(

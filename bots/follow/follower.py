@@ -171,7 +171,7 @@ class JobFollower:
         tuning, clock = self._context.tuning, self._context.clock
         for attempt in range(tuning.send_attempts):
             try:
-                await self._send(job, anew=anew)
+                result_message = await self._send(job, anew=anew)
             except Exception as exc:
                 failure = _classify(self._surface, exc)
                 if failure is Failure.GONE and not anew:
@@ -187,6 +187,8 @@ class JobFollower:
                     raise DeliveryFailed(f"job {job.id}: {exc}") from exc
                 await self._give_up(job, failure, exc)
                 return
+            if result_message is not None:  # its buttons work on this message only
+                await self._context.service.attach_result(job.id, result_message)
             await self._context.service.mark_delivered(job.id)
             log.info("job %s delivered (%s)", job.id, job.status.value)
             if job.shows_image and not anew:
@@ -199,11 +201,12 @@ class JobFollower:
         except Exception as exc:  # cosmetic: the result is there
             log.info("job %s: removing the status failed: %s", self.job_id, exc)
 
-    async def _send(self, job: Job, *, anew: bool) -> None:
-        if job.shows_image:  # not withheld by the content policy (issue 16)
-            await self._surface.send_result(job, anew=anew)
-        else:
-            await self._surface.send_final(render_final(job, self._surface.lang), anew=anew)
+    async def _send(self, job: Job, *, anew: bool) -> str | None:
+        """Send the end; the id of the message now showing the image, if there is one."""
+        if job.shows_image:  # not withheld by the content policy
+            return await self._surface.send_result(job, anew=anew)
+        await self._surface.send_final(render_final(job, self._surface.lang), anew=anew)
+        return None
 
     async def _give_up(self, job: Job, failure: Failure, exc: Exception) -> None:
         """Settle a delivery that must not be retried; the job stays in /history."""

@@ -27,8 +27,9 @@ class Surface(Protocol):
         """Called every few seconds while the job runs (Telegram: the "sending photo" action)."""
         ...
 
-    async def send_result(self, job: Job, *, anew: bool) -> None:
-        """The finished image with its caption and buttons."""
+    async def send_result(self, job: Job, *, anew: bool) -> str | None:
+        """The finished image with its caption and buttons; the id of the message showing it
+        (recorded by the follower: the result buttons work on that message only)."""
         ...
 
     async def remove_status(self) -> None:

@@ -19,7 +19,16 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
-from backend.domain import HistoryScope, JobStatus, Platform, ReplyTarget, Requester, Submission
+from backend.domain import (
+    HistoryScope,
+    JobAction,
+    JobStatus,
+    MessageRef,
+    Platform,
+    ReplyTarget,
+    Requester,
+    Submission,
+)
 from backend.errors import InvalidRequest, JobNotFound, UserError
 from bots.i18n import pick_language, translate
 from bots.parsing import parse_imagine, parse_settings, to_request
@@ -194,18 +203,24 @@ class TelegramHandlers:
     async def _press(
         self, press: ButtonPress, query: CallbackQuery, message: Message, update: Update
     ) -> str | None:
-        """Do what the button says; the translation key of the answer (None: already answered)."""
+        """Do what the button says; the translation key of the answer (None: already answered).
+
+        The service checks the job against the message the button is on (``where``, which
+        Telegram fills in: unlike the callback data, it cannot be forged).
+        """
         requester, lang = self.requester(update), self.language(update)
+        where = MessageRef(str(message.chat_id), str(message.message_id))
         if press.action is Action.CANCEL:
-            await self.service.cancel(press.job_id, requester)
+            await self.service.cancel(press.job_id, requester, where)
             return "cb.cancelling"
         if press.action in (Action.REROLL, Action.VARIATION):
-            await self._reroll(press, message, requester, lang)
+            await self._reroll(press, message, requester, lang, where)
             return "cb.queued"
-        job = await self.service.job(press.job_id, requester)
         if press.action is Action.DELETE:
-            self.service.check_can_manage(job, requester)
+            await self.service.delete(press.job_id, requester, where)
             return await _delete(message)
+        action = JobAction.ORIGINAL if press.action is Action.ORIGINAL else JobAction.GET
+        job = await self.service.job_for_action(press.job_id, requester, action, where)
         if job.status is not JobStatus.SUCCEEDED or job.result_path is None:
             return "cb.not_ready"
         unblurred = press.action is Action.ORIGINAL  # issue 16: withheld and spoilered images
@@ -213,20 +228,28 @@ class TelegramHandlers:
         await query.answer(translate("cb.sending", lang))
         if press.action is Action.ORIGINAL:
             await self._send_original(message, job.id, job.result_path)
-        else:
-            chat_id = str(message.chat_id)
-            await send_photo(
-                self.jobs.bot, job, chat_id, lang, message.message_id, self.jobs.tuning
-            )
+            return None
+        chat_id = str(message.chat_id)
+        sent = await send_photo(
+            self.jobs.bot, job, chat_id, lang, message.message_id, self.jobs.tuning
+        )
+        await self.service.attach_result(job.id, str(sent.message_id), chat_id)
         return None
 
     async def _reroll(
-        self, press: ButtonPress, message: Message, requester: Requester, lang: str
+        self,
+        press: ButtonPress,
+        message: Message,
+        requester: Requester,
+        lang: str,
+        where: MessageRef,
     ) -> Submission:
         variation = press.action is Action.VARIATION
 
         def submit(target: ReplyTarget) -> Any:
-            return self.service.reroll(press.job_id, requester, target, variation=variation)
+            return self.service.reroll(
+                press.job_id, requester, target, variation=variation, where=where
+            )
 
         return await self.jobs.start(str(message.chat_id), message.message_id, lang, submit)
 
@@ -258,9 +281,9 @@ class TelegramHandlers:
         lang = self.language(update)
         if isinstance(error, UserError):
             text = translate(error.key, lang, **error.params)
-            log.info("user error %s", error.detail)  # detail caps every value
-        else:
-            log.error("error while handling %.300r", update, exc_info=error)
+            log.info("refused (%s) for %s", error.key, _who(update))
+        else:  # never the whole update: it carries the prompt and the user's names
+            log.error("error while handling %s", _who(update), exc_info=error)
             text = translate("error.generic", lang)
         if not isinstance(update, Update):
             return
@@ -271,6 +294,17 @@ class TelegramHandlers:
                 await update.effective_message.reply_text(shorten(text, TEXT_LIMIT))
         except Exception:  # the reply itself failed: nothing more we can tell the user
             log.warning("could not send the error reply", exc_info=True)
+
+
+def _who(update: object) -> str:
+    """The update, user and chat ids of ``update`` for a log line (no text, no names)."""
+    if not isinstance(update, Update):
+        return f"a {type(update).__name__}"
+    user, chat = update.effective_user, update.effective_chat
+    return (
+        f"update {update.update_id} from user {user.id if user else '-'} "
+        f"in chat {chat.id if chat else '-'}"
+    )
 
 
 def _is_private(update: Update) -> bool:

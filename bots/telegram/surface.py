@@ -104,8 +104,11 @@ class TelegramSurface:
     async def keep_alive(self) -> None:
         await self._bot.send_chat_action(self._chat_id, ChatAction.UPLOAD_PHOTO)
 
-    async def send_result(self, job: Job, *, anew: bool) -> None:
-        await send_photo(self._bot, job, self._chat_id, self.lang, self._command_id, self._tuning)
+    async def send_result(self, job: Job, *, anew: bool) -> str:
+        message = await send_photo(
+            self._bot, job, self._chat_id, self.lang, self._command_id, self._tuning
+        )
+        return str(message.message_id)
 
     async def send_final(self, text: str, *, anew: bool) -> None:
         if anew or self._status_id is None:

@@ -101,6 +101,13 @@ def test_wrong_type_of_secret_is_not_echoed(tmp_path: Path) -> None:
     assert "telegram.token = <redacted>: must be a string" in str(caught.value)
 
 
+def test_status_token_from_environment_is_a_secret(tmp_path: Path) -> None:
+    config = load_config(None, env={"MAJICBOT_STATUS_TOKEN": "status-token-789"})
+    assert config.service.status_token == "status-token-789"
+    assert "status-token-789" not in repr(config)
+    assert load_config(None, env={}).service.status_token == ""
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

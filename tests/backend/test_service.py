@@ -21,6 +21,7 @@ from backend.domain import (
     Failed,
     HistoryScope,
     JobStatus,
+    MessageRef,
     Platform,
     Progress,
     Queued,
@@ -361,15 +362,22 @@ async def test_history_scopes_and_reroll(config: Config) -> None:
         mine = await service.submit(request("mine", user="a", seed=10))
         await service.submit(request("theirs", user="b"))
         await collect(service.subscribe(mine.job.id))
-        again = await service.reroll(mine.job.id, requester("b"), ReplyTarget("c1"), variation=True)
+        with pytest.raises(AccessDenied) as not_on_a_message:  # b names a's job by its id
+            await service.reroll(mine.job.id, requester("b"), ReplyTarget("c1"), variation=True)
+        await service.attach_result(mine.job.id, "m1")
+        photo = MessageRef("c1", "m1")  # b presses the buttons on a's image in chat c1
+        again = await service.reroll(
+            mine.job.id, requester("b"), ReplyTarget("c1"), variation=True, where=photo
+        )
         fresh = await service.reroll(
-            mine.job.id, requester("b"), ReplyTarget("c1"), variation=False
+            mine.job.id, requester("b"), ReplyTarget("c1"), variation=False, where=photo
         )
         own = await service.history(requester("a"))
         with pytest.raises(AccessDenied) as denied:
             await service.history(requester("a"), HistoryScope.CHAT)
         chat = await service.history(requester("boss"), HistoryScope.CHAT, limit=3)
         everyone = await service.history(requester("boss"), HistoryScope.ALL)
+    assert not_on_a_message.value.key == "error.not_your_job"
     assert [j.params.prompt for j in own] == ["mine"]
     assert denied.value.key == "error.admin_only"
     assert [j.params.prompt for j in chat] == ["mine", "mine", "theirs"]

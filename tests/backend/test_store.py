@@ -77,7 +77,7 @@ async def test_schema_version_wal_and_reopen(tmp_path: Path) -> None:
     async with Store.open(path) as store:  # reopening does not migrate again
         assert (await store.get_job("a")) is not None
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

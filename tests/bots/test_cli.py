@@ -102,6 +102,21 @@ def test_enabled_bot_without_token_is_a_config_error(
     assert "DISCORD_BOT_TOKEN" in capsys.readouterr().err
 
 
+def test_serve_refuses_a_public_status_host_without_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MAJICBOT_STATUS_TOKEN", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\ndata_dir = "{tmp_path / "data"}"\n[service]\nstatus_host = "0.0.0.0"\n',
+        encoding="utf-8",
+    )
+    assert main(["--config", str(config), "serve", "--backend-only"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "service.status_host = '0.0.0.0'" in err and "MAJICBOT_STATUS_TOKEN" in err
+    assert not (tmp_path / "data").exists()  # refused before anything started
+
+
 def test_status_when_nothing_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f"[service]\nstatus_port = {free_port()}\n", encoding="utf-8")

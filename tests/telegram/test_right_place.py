@@ -37,10 +37,15 @@ def config(tmp_path: Path, api: FakeTelegram) -> Config:
 
 
 async def _photo(api: FakeTelegram, chat_id: int, prompt_start: str) -> Call:
-    return await api.wait_for(
+    """The job's photo, once its delivery is recorded (its status message is then deleted):
+    a result button works only on a message the service has recorded as showing the job."""
+    photo = await api.wait_for(
         "sendPhoto",
         lambda c: c.chat_id == chat_id and str(c.params.get("caption")).startswith(prompt_start),
     )
+    since = api.calls.index(photo)
+    await api.wait_for("deleteMessage", lambda c: c.chat_id == chat_id, since=since)
+    return photo
 
 
 def _no_errors(caplog: pytest.LogCaptureFixture) -> None:
