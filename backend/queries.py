@@ -14,9 +14,6 @@ from backend.domain import (
     HISTORY_MAX,
     HistoryScope,
     Job,
-    JobStatus,
-    MessageRef,
-    Platform,
     Requester,
     StatusSnapshot,
 )
@@ -94,40 +91,3 @@ class Queries:
             taken_at=time.time(),
             content=await self._content.status() if self._content is not None else None,
         )
-
-    async def active_jobs(self, platform: Platform) -> list[Job]:
-        """Queued and running jobs of ``platform``, oldest first."""
-        rows = await self._store.jobs_in([JobStatus.QUEUED, JobStatus.RUNNING], platform)
-        return [job for _, job in rows]
-
-    async def undelivered(self, platform: Platform) -> list[Job]:
-        """Succeeded or failed jobs of ``platform`` whose result was not delivered yet."""
-        return await self._store.undelivered(platform)
-
-    async def attach_status(self, job_id: str, message_id: str) -> None:
-        """Record the adapter's status message of ``job_id``; raises ``JobNotFound``."""
-        if not await self._store.set_reply_message(job_id, message_id):
-            raise JobNotFound(job_id=job_id)
-
-    async def attach_result(self, job_id: str, message_id: str, chat_id: str | None) -> None:
-        """Record a message showing the result of ``job_id``; raises ``JobNotFound``."""
-        job = await self.job(job_id)
-        where = MessageRef(chat_id or job.reply_to.chat_id, message_id)
-        if not await self._store.add_result_message(job_id, where):
-            raise JobNotFound(job_id=job_id)
-
-    async def begin_delivery(self, job_id: str) -> int:
-        """Count an upload as begun; the uploads a crash interrupted before (``JobNotFound``)."""
-        try:
-            return await self._store.begin_delivery(job_id)
-        except KeyError:
-            raise JobNotFound(job_id=job_id) from None
-
-    async def delivery_failed(self, job_id: str) -> None:
-        """The upload begun last did not arrive (it does not count against the resend)."""
-        await self._store.delivery_failed(job_id)
-
-    async def mark_delivered(self, job_id: str) -> None:
-        """Record that the adapter delivered ``job_id``'s result; raises ``JobNotFound``."""
-        if not await self._store.mark_delivered(job_id, time.time()):
-            raise JobNotFound(job_id=job_id)

@@ -11,16 +11,9 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
 - ``submit(request) -> Submission``: checks access and limits (``UserError`` subclasses with a
   message key), commits the job to SQLite, then returns it with its queue position and ETA. A
   request whose ``idempotency_key`` was seen before returns that job's ``Submission`` instead.
-- ``reroll(job_id, requester, reply_to, variation, where)``: the same settings, a new seed (or
-  seed + 1).
-- ``cancel(job_id, requester, where=None) -> Job``: queued: at once; running: at the next
-  denoising step (returns at once; ``Cancelled`` follows). ``cancel_latest(requester)``: the
-  requester's newest queued or running job; ``NothingToCancel`` when there is none.
-- Buttons: ``where`` is the ``MessageRef`` a button was pressed on (None for a command);
-  ``job_for_action(job_id, requester, action, where)`` checks a button against the job's messages
-  (``backend.access``: a forged job id on another message is refused); ``attach_result(job_id,
-  message_id, chat_id)`` records a message that shows the result; ``delete(job_id, requester,
-  where)`` forgets the prompt and deletes the image file (the adapter then deletes the message).
+- ``reroll``, ``cancel`` (queued: at once; running: at the next step), ``cancel_latest``,
+  ``delete`` (forgets the prompt and the image); ``where`` is the ``MessageRef`` a button was
+  pressed on (None: a command), checked by ``job_for_action`` against the job's messages.
 - Retention (``backend.retention``): finished jobs older than ``storage.keep_days`` lose their
   prompt, name and image; Discord tokens are dropped on delivery and after 15 minutes.
 - ``subscribe(job_id)``: the current state, then ``Started``, ``Progress``, the terminal event.
@@ -28,10 +21,9 @@ INTERFACE CONTRACT (adapters rely on exactly this; see docstrings):
   ``waiting(job_id)``, ``queue_departures`` and ``availability()``.
 - ``job``, ``history`` (at most ``HISTORY_MAX``), ``status`` (admins only); ``check_access``,
   ``is_admin``, ``check_can_manage`` (``backend.access``'s rules).
-- ``active_jobs``, ``undelivered``, ``begin_delivery`` / ``mark_delivered`` / ``delivery_failed``:
-  re-attach and deliver after a restart, resending an upload a crash interrupted at most once.
-- ``user_settings``, ``set_defaults``, ``reset_defaults``; admins: ``set_banned``, quotas.
-- ``content``: ``policy_of``, ``set_policy``, ``check_deliverable`` (``backend.content``).
+- Sub-facades: ``deliveries`` (``backend.deliveries``: re-attach, attach messages, count
+  uploads), ``accounts`` (``backend.accounts``: defaults, bans, quotas), ``content``
+  (``backend.content``: prompt rules, the image check, per-chat policies).
 
 Behaviour (user-facing keys: ``backend.keys``): engines that cannot load leave jobs queued with
 ``Queued.unavailable``; recovery (``backend.recovery``) re-queues an interrupted job first; faults
@@ -41,7 +33,6 @@ Behaviour (user-facing keys: ``backend.keys``): engines that cannot load leave j
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -53,6 +44,7 @@ from backend.admission import Admission, reroll_request
 from backend.cancels import Cancels
 from backend.config import Config
 from backend.content.controls import ContentControls
+from backend.deliveries import Deliveries
 from backend.domain import (
     Availability,
     HistoryScope,
@@ -61,14 +53,11 @@ from backend.domain import (
     JobAction,
     JobEvent,
     MessageRef,
-    Options,
-    Platform,
     Queued,
     ReplyTarget,
     Requester,
     StatusSnapshot,
     Submission,
-    UserSettings,
 )
 from backend.engine.protocol import Engine
 from backend.errors import ServiceStopping
@@ -124,13 +113,12 @@ class Service:
         self._queries = Queries(
             store, self._access, self._board, self._pool, self.health, self.content
         )
-        self._accounts = Accounts(config, self._users, self._access)
-        self._store = store
+        self.accounts = Accounts(config, self._users, self._access)
+        self.deliveries = Deliveries(store)
         self._retention = Retention(config, store)
-        self._retention_task: asyncio.Task[None] | None = None
         stall_s = config.limits.stall_timeout_s
         self.watchdog = Watchdog(self._pool, self.health, stall_s, self.results.stalled_out)
-        self._watchdog_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []  # the watchdog and the retention purge
 
     @classmethod
     @asynccontextmanager
@@ -146,10 +134,11 @@ class Service:
                 await recover(store, service._board)
                 await service.content.open()
                 service._pool.build(engine_factory)
-                service._watchdog_task = asyncio.create_task(service.watchdog.run())
-                service._retention_task = asyncio.create_task(
-                    service._retention.run(), name="retention"
-                )
+                for name, work in (
+                    ("watchdog", service.watchdog),
+                    ("retention", service._retention),
+                ):
+                    service._background.append(asyncio.create_task(work.run(), name=name))
                 log.info("service open: %d job(s) queued from the last run", len(service._board))
                 try:
                     yield service
@@ -157,16 +146,13 @@ class Service:
                     await service._stop()
 
     async def _stop(self) -> None:
-        if self._watchdog_task is not None:
-            self._watchdog_task.cancel()
         self.state = ServiceState.STOPPING
         grace_s = self._config.service.stop_grace_s
         log.info("stopping: no new jobs; waiting up to %.0f s for running jobs", grace_s)
         self._board.close()
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention_task
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._pool.stop(grace_s)
         await self.content.close()
         self.state = ServiceState.STOPPED
@@ -242,11 +228,6 @@ class Service:
         self._access.check_action(job, requester, action, where, results)
         return job
 
-    async def attach_result(self, job_id: str, message_id: str, chat_id: str | None = None) -> None:
-        """Record a message showing ``job_id``'s result (in ``chat_id``; default: the job's
-        chat): its result buttons work there, and nowhere else. Raises ``JobNotFound``."""
-        await self._queries.attach_result(job_id, message_id, chat_id)
-
     async def cancel_latest(self, requester: Requester) -> Job:
         """Cancel the requester's newest queued or running job; ``NothingToCancel`` if none."""
         return await self._cancels.cancel_latest(requester)
@@ -287,10 +268,6 @@ class Service:
         """Warm-up (in steps of 25 %) and availability of the engines, shared by every job."""
         return self._board.availability()
 
-    async def attach_status(self, job_id: str, message_id: str) -> None:
-        """Remember the adapter's status message of ``job_id`` (to edit it after a restart)."""
-        await self._queries.attach_status(job_id, message_id)
-
     # ---- queries ---------------------------------------------------------------------------------
 
     async def job(self, job_id: str, requester: Requester | None = None) -> Job:
@@ -307,26 +284,6 @@ class Service:
         """Everything /status shows; admins only (``AccessDenied("status.admin_only")``)."""
         return await self._queries.status(requester, accepting=self.state is ServiceState.OPEN)
 
-    async def active_jobs(self, platform: Platform) -> list[Job]:
-        """Queued and running jobs of ``platform``, oldest first (to re-attach after a restart)."""
-        return await self._queries.active_jobs(platform)
-
-    async def undelivered(self, platform: Platform) -> list[Job]:
-        """Succeeded or failed jobs of ``platform`` whose result was not delivered yet."""
-        return await self._queries.undelivered(platform)
-
-    async def begin_delivery(self, job_id: str) -> int:
-        """Before an upload: count it as begun; returns the uploads a crash interrupted before."""
-        return await self._queries.begin_delivery(job_id)
-
-    async def delivery_failed(self, job_id: str) -> None:
-        """The upload begun last is known not to have arrived."""
-        await self._queries.delivery_failed(job_id)
-
-    async def mark_delivered(self, job_id: str) -> None:
-        """Record that the adapter delivered ``job_id``'s result; raises ``JobNotFound``."""
-        await self._queries.mark_delivered(job_id)
-
     # ---- access ----------------------------------------------------------------------------------
 
     def check_access(self, requester: Requester) -> None:
@@ -340,25 +297,3 @@ class Service:
     def check_can_manage(self, job: Job, requester: Requester) -> None:
         """Raise ``AccessDenied`` unless ``requester`` may act on ``job`` (access checked too)."""
         self._access.check_can_manage(job, requester)
-
-    # ---- per-user settings and moderation (``backend.accounts``) ---------------------------------
-
-    def user_settings(self, requester: Requester) -> UserSettings:
-        """The requester's own defaults and the values a bare ``/imagine`` will use."""
-        return self._accounts.settings(requester)
-
-    async def set_defaults(self, requester: Requester, defaults: Options) -> UserSettings:
-        """Merge the options given (validated like a request's; no seed) into one's defaults."""
-        return await self._accounts.set_defaults(requester, defaults)
-
-    async def reset_defaults(self, requester: Requester) -> UserSettings:
-        """Forget the requester's defaults: ``/imagine`` uses the configured ones again."""
-        return await self._accounts.reset_defaults(requester)
-
-    async def set_banned(self, requester: Requester, user_id: str, *, banned: bool) -> None:
-        """Ban (or unban) ``user_id`` of the requester's platform; global admins only."""
-        await self._accounts.set_banned(requester, user_id, banned=banned)
-
-    async def set_hourly_quota(self, requester: Requester, user_id: str, quota: int | None) -> None:
-        """Set (None: reset to the configured one) the hourly quota of ``user_id``; admins only."""
-        await self._accounts.set_hourly_quota(requester, user_id, quota)

@@ -29,18 +29,13 @@ from typing import Any, Protocol, TypeVar
 
 from backend import keys
 from backend.domain import EngineState, Job, RunningJob
-from backend.engine.protocol import Engine, GenerationResult, LoadReport
+from backend.engine.protocol import Engine, GenerationResult
 from backend.errors import EngineError, GenerationCancelled
 from backend.estimates import JobTimer, running_remaining_s
 
 log = logging.getLogger("majicbot.worker")
 
 T = TypeVar("T")
-
-# diffsynth's loader patches process-wide torch state (meta-device init), so two loads at once
-# break each other ("Cannot copy out of meta tensor"), whichever services they belong to (an
-# abandoned load of a stopped service included): one engine load at a time in the process.
-ENGINE_LOADS = threading.Lock()
 
 
 class EngineThread:
@@ -217,7 +212,7 @@ class Worker:
 
         log.info("worker %s: loading engine on %s", self.name, self.engine.device)
         try:
-            await self._thread.run(self._locked_load, report)
+            await self._thread.run(self.engine.load, report)
         except Exception as exc:
             self.load_error = exc.detail if isinstance(exc, EngineError) else repr(exc)
             self.load_error_key = exc.key if isinstance(exc, EngineError) else "error.engine"
@@ -228,10 +223,6 @@ class Worker:
         log.info("worker %s: engine ready", self.name)
         self._sink.engine_changed(self)
         return True
-
-    def _locked_load(self, report: LoadReport) -> None:  # engine thread
-        with ENGINE_LOADS:
-            self.engine.load(report)
 
     async def _run_job(self, job: Job) -> None:
         active = ActiveJob(job, started_at=time.time())

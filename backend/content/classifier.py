@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.config import Config
 from backend.engine.files import FileProblem, check_file
+from backend.loading import MODEL_LOADS
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -121,7 +122,10 @@ class ImageClassifier:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-        model = AutoModelForImageClassification.from_pretrained(str(folder), local_files_only=True)
+        with MODEL_LOADS:  # never beside a diffsynth load (``backend.loading``)
+            model = AutoModelForImageClassification.from_pretrained(
+                str(folder), local_files_only=True
+            )
         model.eval().to(device, dtype=getattr(torch, dtype))
         id2label = {int(i): str(label) for i, label in model.config.id2label.items()}
         flagged = [i for i, label in id2label.items() if label in flagged_labels]

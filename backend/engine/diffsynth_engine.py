@@ -57,16 +57,13 @@ from backend.errors import (
     OutOfMemory,
     ProfileDoesNotFit,
 )
+from backend.loading import MODEL_LOADS
 
 log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 1
 WARMUP_SIDE_GPU = 256
 WARMUP_SIDE_CPU = 64
-# diffsynth's loader patches process-wide torch state (meta-device initialisation): two loads at
-# once in one process break each other ("Cannot copy out of meta tensor"). Workers of one service
-# already share a lock; this one also covers a load left running by a service that was closed.
-_DIFFSYNTH_LOADER = threading.Lock()
 # Profiles whose DiT is resident on the GPU: their blocks can be made plain and compiled.
 RESIDENT_PROFILES = ("gpu", "gpu-fp8")
 # engine.compile_mode = "auto" is Inductor's default mode for both paths. Measured on an H200
@@ -169,7 +166,7 @@ class DiffsynthEngine:
         self._check_recognised(report)
         choice = self._choose(report)
         pipe = self._new_pipeline()
-        with _DIFFSYNTH_LOADER:
+        with MODEL_LOADS:  # diffsynth's loader patches process-wide torch state
             for component in LOAD_ORDER:
                 self._load_component(report, pipe, component, choice.profile.placement(component))
         pipe.vram_management_enabled = pipe.check_vram_management_state()

@@ -123,13 +123,13 @@ async def settings(
     service = context.service
     lines: list[str] = []
     if reset:
-        await service.reset_defaults(requester)
+        await service.accounts.reset_defaults(requester)
         lines = [translate("settings.reset_done", lang)]
     defaults = Options(steps=steps, aspect=aspect, guidance=guidance)
     if not defaults.is_empty:
-        await service.set_defaults(requester, defaults)
+        await service.accounts.set_defaults(requester, defaults)
         lines = [translate("settings.saved", lang)]
-    lines.append(render_settings(service.user_settings(requester), lang))
+    lines.append(render_settings(service.accounts.settings(requester), lang))
     lines.append(translate("discord.settings_hint", lang))
     await interaction.response.send_message("\n".join(lines), ephemeral=True)
 
@@ -140,7 +140,7 @@ async def set_banned(
     """Ban or unban ``user`` (admins only; others get the polite refusal); ephemeral."""
     context = context_of(interaction)
     requester = context.requester(interaction)
-    await context.service.set_banned(requester, str(user.id), banned=banned)
+    await context.service.accounts.set_banned(requester, str(user.id), banned=banned)
     sentence = translate(
         "ban.done" if banned else "ban.undone", context.language(interaction), user=user.mention
     )

@@ -79,7 +79,7 @@ class DiscordJobs:
             return
         if callback.message_id is not None:
             try:
-                await self._service.attach_status(job.id, str(callback.message_id))
+                await self._service.deliveries.attach_status(job.id, str(callback.message_id))
             except Exception as exc:  # the job runs and is followed; only a restart loses this
                 log.warning("job %s: recording its first response failed: %s", job.id, exc)
         surface = DiscordSurface(self._client, job.id, target, lang)

@@ -153,7 +153,7 @@ class JobFollower:
     async def deliver(self, job: Job) -> None:
         """Send ``job``'s end; raises ``DeliveryFailed`` when only retrying later can help."""
         service = self._context.service
-        interrupted = await service.begin_delivery(job.id)
+        interrupted = await service.deliveries.begin_delivery(job.id)
         if interrupted > MAX_RESENDS:
             error = RuntimeError(f"{interrupted} uploads interrupted by crashes")
             await self._give_up(job, Failure.UNCERTAIN, error)
@@ -163,7 +163,7 @@ class JobFollower:
         try:
             await self._send_with_retries(job)
         except DeliveryFailed:
-            await service.delivery_failed(job.id)
+            await service.deliveries.delivery_failed(job.id)
             raise
 
     async def _send_with_retries(self, job: Job) -> None:
@@ -188,8 +188,8 @@ class JobFollower:
                 await self._give_up(job, failure, exc)
                 return
             if result_message is not None:  # its buttons work on this message only
-                await self._context.service.attach_result(job.id, result_message)
-            await self._context.service.mark_delivered(job.id)
+                await self._context.service.deliveries.attach_result(job.id, result_message)
+            await self._context.service.deliveries.mark_delivered(job.id)
             log.info("job %s delivered (%s)", job.id, job.status.value)
             if job.shows_image and not anew:
                 await self._remove_status()
@@ -219,7 +219,7 @@ class JobFollower:
             log.error("job %s: the platform refused the result: %s", job.id, exc)
         else:
             log.warning("job %s: cannot reach the chat (%s): %s", job.id, failure, exc)
-        await self._context.service.mark_delivered(job.id)
+        await self._context.service.deliveries.mark_delivered(job.id)
 
 
 def _classify(surface: Surface, error: Exception) -> Failure:

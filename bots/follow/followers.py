@@ -100,13 +100,13 @@ class Followers:
 
     async def reattach(self) -> None:
         """Follow this platform's jobs that were queued or running before a restart."""
-        for job in await self._service.active_jobs(self._platform):
+        for job in await self._service.deliveries.active_jobs(self._platform):
             self.follow(job, self._surface_for(job))
 
     async def deliver_pending(self) -> None:
         """Deliver every undelivered result whose retry time has come."""
         now = self._context.clock.now()
-        for job in await self._service.undelivered(self._platform):
+        for job in await self._service.deliveries.undelivered(self._platform):
             rounds, due = self._retries.get(job.id, (0, 0.0))
             if job.id in self._busy or due > now:
                 continue
@@ -123,7 +123,7 @@ class Followers:
                 continue
             if rounds >= self._context.tuning.retry_rounds:
                 log.warning("job %s: giving up delivery after %d rounds", job.id, rounds)
-                await self._service.mark_delivered(job.id)
+                await self._service.deliveries.mark_delivered(job.id)
                 self._retries.pop(job.id, None)
                 self._busy.discard(job.id)
                 continue

@@ -158,12 +158,12 @@ class TelegramHandlers:
         text = " ".join(context.args or [])
         lines: list[str] = []
         if text.strip().lower() in RESET_WORDS:
-            await self.service.reset_defaults(requester)
+            await self.service.accounts.reset_defaults(requester)
             lines.append(translate("settings.reset_done", lang))
         elif text.strip():
-            await self.service.set_defaults(requester, parse_settings(text))
+            await self.service.accounts.set_defaults(requester, parse_settings(text))
             lines.append(translate("settings.saved", lang))
-        lines.append(render_settings(self.service.user_settings(requester), lang))
+        lines.append(render_settings(self.service.accounts.settings(requester), lang))
         lines.append(translate("settings.hint", lang))
         await update.effective_message.reply_text("\n".join(lines))
 
@@ -181,7 +181,7 @@ class TelegramHandlers:
         requester = self.requester(update)
         usage = "ban.usage" if banned else "ban.unban_usage"
         user_id, label = _ban_target(message, args, usage)
-        await self.service.set_banned(requester, user_id, banned=banned)
+        await self.service.accounts.set_banned(requester, user_id, banned=banned)
         done = "ban.done" if banned else "ban.undone"
         await message.reply_text(translate(done, self.language(update), user=label))
 
@@ -233,7 +233,7 @@ class TelegramHandlers:
         sent = await send_photo(
             self.jobs.bot, job, chat_id, lang, message.message_id, self.jobs.tuning
         )
-        await self.service.attach_result(job.id, str(sent.message_id), chat_id)
+        await self.service.deliveries.attach_result(job.id, str(sent.message_id), chat_id)
         return None
 
     async def _reroll(

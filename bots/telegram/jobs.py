@@ -93,7 +93,7 @@ class TelegramJobs:
             return submission
         status_id = str(message.message_id)
         try:
-            await self.service.attach_status(job.id, status_id)
+            await self.service.deliveries.attach_status(job.id, status_id)
         except Exception as exc:  # the status works in this process; after a restart: anew
             log.warning("job %s: recording its status message failed: %s", job.id, exc)
         reply = replace(job.reply_to, message_id=status_id)

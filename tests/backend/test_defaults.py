@@ -30,7 +30,7 @@ def _params(seed: int, steps: int, width: int, height: int, guidance: float) -> 
 
 async def test_defaults_fill_what_a_request_leaves_out(config: Config) -> None:
     async with Service.open(config, lambda: []) as service:
-        settings = await service.set_defaults(
+        settings = await service.accounts.set_defaults(
             requester(), Options(steps=5, aspect="16：9", guidance=4.0)
         )
         bare = await service.submit(request(seed=1))
@@ -54,10 +54,10 @@ async def test_explicit_options_win_and_a_requested_size_replaces_the_default_si
     config: Config,
 ) -> None:
     async with Service.open(config, lambda: []) as service:
-        await service.set_defaults(requester(), Options(steps=5, width=128, height=64))
+        await service.accounts.set_defaults(requester(), Options(steps=5, width=128, height=64))
         explicit = await service.submit(request(seed=1, steps=2, guidance=2.0, aspect="3:4"))
         sized = await service.submit(request(seed=2, width=96, height=96))
-        await service.set_defaults(requester(), Options(aspect="16:9"))
+        await service.accounts.set_defaults(requester(), Options(aspect="16:9"))
         over_aspect = await service.submit(request(seed=3, width=64, height=128))
     assert explicit.job.params == _params(1, 2, 48, 80, 2.0)
     assert sized.job.params == _params(2, 5, 96, 96, 3.5)
@@ -96,12 +96,12 @@ async def test_invalid_defaults_are_refused_with_the_request_error_keys(
     config: Config, defaults: Options, key: str, params: dict[str, object]
 ) -> None:
     async with Service.open(config, lambda: []) as service:
-        await service.set_defaults(requester(), Options(steps=7))
+        await service.accounts.set_defaults(requester(), Options(steps=7))
         with pytest.raises(InvalidRequest) as refused:
-            await service.set_defaults(requester(), defaults)
+            await service.accounts.set_defaults(requester(), defaults)
         with pytest.raises(InvalidRequest) as as_request:
             await service.submit(request(**dataclasses.asdict(defaults)))
-        settings = service.user_settings(requester())
+        settings = service.accounts.settings(requester())
     assert (refused.value.key, dict(refused.value.params)) == (key, params)
     assert (as_request.value.key, dict(as_request.value.params)) == (key, params)
     assert settings.defaults == Options(steps=7)  # unchanged
@@ -109,13 +109,13 @@ async def test_invalid_defaults_are_refused_with_the_request_error_keys(
 
 async def test_settings_merge_show_effective_values_and_reset(config: Config) -> None:
     async with Service.open(config, lambda: []) as service:
-        empty = service.user_settings(requester())
-        await service.set_defaults(requester(), Options(steps=9))
-        await service.set_defaults(requester(), Options(aspect="3:4"))
-        merged = service.user_settings(requester())
-        await service.set_defaults(requester(), Options(width=128, height=96))
-        resized = service.user_settings(requester())
-        cleared = await service.reset_defaults(requester())
+        empty = service.accounts.settings(requester())
+        await service.accounts.set_defaults(requester(), Options(steps=9))
+        await service.accounts.set_defaults(requester(), Options(aspect="3:4"))
+        merged = service.accounts.settings(requester())
+        await service.accounts.set_defaults(requester(), Options(width=128, height=96))
+        resized = service.accounts.settings(requester())
+        cleared = await service.accounts.reset_defaults(requester())
         after_reset = await service.submit(request(seed=4))
     assert empty == UserSettings(Options(), steps=3, width=64, height=64, guidance=3.5)
     assert merged == UserSettings(
@@ -131,18 +131,18 @@ async def test_defaults_and_bans_persist_across_a_restart_without_clobbering(
     config: Config,
 ) -> None:
     async with Service.open(config, lambda: []) as service:
-        await service.set_defaults(requester("alice"), Options(steps=6, guidance=2.5))
-        await service.set_hourly_quota(ADMIN, "bob", 4)
-        await service.set_banned(ADMIN, "bob", banned=True)
-        await service.set_defaults(requester("carol"), Options(width=96, height=64))
-        await service.set_banned(ADMIN, "carol", banned=True)
-        await service.set_banned(ADMIN, "carol", banned=False)
+        await service.accounts.set_defaults(requester("alice"), Options(steps=6, guidance=2.5))
+        await service.accounts.set_hourly_quota(ADMIN, "bob", 4)
+        await service.accounts.set_banned(ADMIN, "bob", banned=True)
+        await service.accounts.set_defaults(requester("carol"), Options(width=96, height=64))
+        await service.accounts.set_banned(ADMIN, "carol", banned=True)
+        await service.accounts.set_banned(ADMIN, "carol", banned=False)
     async with Service.open(config, lambda: []) as service:
         alice = await service.submit(request(user="alice", seed=5))
         carol = await service.submit(request(user="carol", seed=6))
         with pytest.raises(AccessDenied) as bob:
             await service.submit(request(user="bob"))
-        await service.set_banned(ADMIN, "bob", banned=False)
+        await service.accounts.set_banned(ADMIN, "bob", banned=False)
     async with Store.open(config.db_path) as store:
         stored = {record.user_id: record for record in await store.users()}
     assert alice.job.params == GenerationParams("a red fox", 5, 6, 64, 64, 2.5)
@@ -155,10 +155,10 @@ async def test_stored_defaults_that_became_invalid_fall_back_to_the_server_defau
     config: Config,
 ) -> None:
     async with Service.open(config, lambda: []) as service:
-        await service.set_defaults(requester(), Options(steps=40, aspect="16:9"))
+        await service.accounts.set_defaults(requester(), Options(steps=40, aspect="16:9"))
     stricter = with_section(config, "limits", max_steps=30, aspect_ratios=("1:1", "3:4"))
     async with Service.open(stricter, lambda: []) as service:
-        settings = service.user_settings(requester())
+        settings = service.accounts.settings(requester())
         submitted = await service.submit(request(seed=8))
     assert settings == UserSettings(Options(), steps=3, width=64, height=64, guidance=3.5)
     assert submitted.job.params == _params(8, 3, 64, 64, 3.5)
@@ -167,19 +167,21 @@ async def test_stored_defaults_that_became_invalid_fall_back_to_the_server_defau
 async def test_ban_and_unban_are_for_admins_and_admins_cannot_be_banned(config: Config) -> None:
     async with Service.open(config, lambda: []) as service:
         with pytest.raises(AccessDenied) as not_admin:
-            await service.set_banned(requester("u2"), "u1", banned=True)
+            await service.accounts.set_banned(requester("u2"), "u1", banned=True)
         await service.submit(request(user="u1", seed=1))  # still allowed
         with pytest.raises(InvalidRequest) as admin_target:
-            await service.set_banned(ADMIN, "boss", banned=True)
-        await service.set_banned(ADMIN, "u1", banned=True)
+            await service.accounts.set_banned(ADMIN, "boss", banned=True)
+        await service.accounts.set_banned(ADMIN, "u1", banned=True)
         with pytest.raises(AccessDenied) as no_history:
             await service.history(requester("u1"))
         with pytest.raises(AccessDenied) as refused:
             await service.submit(request(user="u1"))
         with pytest.raises(AccessDenied) as no_settings:
-            await service.set_defaults(requester("u1"), Options(steps=4))
-        queued = [job.requester.user_id for job in await service.active_jobs(Platform.TELEGRAM)]
-        await service.set_banned(ADMIN, "u1", banned=False)
+            await service.accounts.set_defaults(requester("u1"), Options(steps=4))
+        queued = [
+            job.requester.user_id for job in await service.deliveries.active_jobs(Platform.TELEGRAM)
+        ]
+        await service.accounts.set_banned(ADMIN, "u1", banned=False)
         again = await service.submit(request(user="u1", seed=2))
     assert not_admin.value.key == "error.admin_only"
     assert (admin_target.value.key, dict(admin_target.value.params)) == (

@@ -63,7 +63,7 @@ async def finished_with_photo(service: Service, chat: str = "c1") -> tuple[str, 
     """A succeeded job of u1 whose image was posted as message m1 of ``chat``."""
     job = (await service.submit(request(PROMPT))).job
     await collect(service.subscribe(job.id))
-    await service.attach_result(job.id, "m1", chat)
+    await service.deliveries.attach_result(job.id, "m1", chat)
     return job.id, MessageRef(chat, "m1")
 
 
@@ -169,7 +169,7 @@ async def test_discord_tokens_are_dropped_on_delivery_and_after_15_minutes(
             )
         )
         await collect(service.subscribe(delivered.job.id))
-        await service.mark_delivered(delivered.job.id)
+        await service.deliveries.mark_delivered(delivered.job.id)
         first = (await service.job(delivered.job.id)).reply_to.token
         await collect(service.subscribe(waiting.job.id))
         fresh = (await service.job(waiting.job.id)).reply_to.token

@@ -364,7 +364,7 @@ async def test_history_scopes_and_reroll(config: Config) -> None:
         await collect(service.subscribe(mine.job.id))
         with pytest.raises(AccessDenied) as not_on_a_message:  # b names a's job by its id
             await service.reroll(mine.job.id, requester("b"), ReplyTarget("c1"), variation=True)
-        await service.attach_result(mine.job.id, "m1")
+        await service.deliveries.attach_result(mine.job.id, "m1")
         photo = MessageRef("c1", "m1")  # b presses the buttons on a's image in chat c1
         again = await service.reroll(
             mine.job.id, requester("b"), ReplyTarget("c1"), variation=True, where=photo
@@ -394,12 +394,12 @@ async def test_undelivered_until_marked(config: Config) -> None:
         good = await service.submit(request(user="b"))
         await collect(service.subscribe(bad.job.id))
         await collect(service.subscribe(good.job.id))
-        before = [j.id for j in await service.undelivered(Platform.TELEGRAM)]
-        await service.mark_delivered(bad.job.id)
-        after = [j.id for j in await service.undelivered(Platform.TELEGRAM)]
-        assert await service.undelivered(Platform.DISCORD) == []
+        before = [j.id for j in await service.deliveries.undelivered(Platform.TELEGRAM)]
+        await service.deliveries.mark_delivered(bad.job.id)
+        after = [j.id for j in await service.deliveries.undelivered(Platform.TELEGRAM)]
+        assert await service.deliveries.undelivered(Platform.DISCORD) == []
         with pytest.raises(JobNotFound):
-            await service.mark_delivered("missing")
+            await service.deliveries.mark_delivered("missing")
     assert before == [bad.job.id, good.job.id]
     assert after == [good.job.id]
 
@@ -431,15 +431,15 @@ async def test_stored_bans_and_quota_override_persist(config: Config) -> None:
     config = with_section(config, "telegram", admins=("boss",))
     boss = requester("boss")
     async with Service.open(config, lambda: []) as service:
-        await service.set_banned(boss, "spammer", banned=True)
-        await service.set_hourly_quota(boss, "slow", 1)
+        await service.accounts.set_banned(boss, "spammer", banned=True)
+        await service.accounts.set_hourly_quota(boss, "slow", 1)
         with pytest.raises(AccessDenied) as banned:
             await service.submit(request(user="spammer"))
         await service.submit(request(user="slow"))
         with pytest.raises(LimitReached) as quota:
             await service.submit(request(user="slow"))
         with pytest.raises(AccessDenied) as not_admin:
-            await service.set_hourly_quota(requester("slow"), "slow", 100)
+            await service.accounts.set_hourly_quota(requester("slow"), "slow", 100)
     assert banned.value.key == "error.banned"
     assert (quota.value.key, quota.value.params["limit"]) == ("error.hourly_quota", 1)
     assert not_admin.value.key == "error.admin_only"

@@ -101,14 +101,14 @@ async def test_history_is_capped_in_one_place(config: Config) -> None:
 async def test_a_stored_ban_refuses_every_command(config: Config) -> None:
     async with Service.open(config, lambda: []) as service:
         job = (await service.submit(request())).job
-        await service.set_banned(requester("boss"), "u1", banned=True)
+        await service.accounts.set_banned(requester("boss"), "u1", banned=True)
         me = requester()
 
         async def check() -> None:
             service.check_access(me)
 
         async def settings() -> None:
-            service.user_settings(me)
+            service.accounts.settings(me)
 
         calls: dict[str, Callable[[], Awaitable[object]]] = {
             "check_access": check,
@@ -140,7 +140,7 @@ async def test_guild_admins_manage_their_guild_only(config: Config) -> None:
         cancelled = await service.cancel(here.id, mod)
         service.check_can_manage(here, mod)
         with pytest.raises(AccessDenied) as no_ban:
-            await service.set_banned(mod, "bob", banned=True)
+            await service.accounts.set_banned(mod, "bob", banned=True)
         await service.submit(request(requester=mod))
         with pytest.raises(LimitReached) as capped:
             await service.submit(request(requester=mod))

@@ -192,11 +192,11 @@ async def test_restart_recovery(tiny_config: Config) -> None:
     held.hold_after_first_step = True
     async with Service.open(config, lambda: [held]) as service:
         thrice = await service.job("thrice")
-        undelivered = [j.id for j in await service.undelivered(Platform.TELEGRAM)]
+        undelivered = [j.id for j in await service.deliveries.undelivered(Platform.TELEGRAM)]
         await first_matching(
             service.subscribe("running1"), lambda e: isinstance(e, Progress), WAIT_S
         )
-        active = [j.id for j in await service.active_jobs(Platform.TELEGRAM)]
+        active = [j.id for j in await service.deliveries.active_jobs(Platform.TELEGRAM)]
         held.gate.set()
         for job_id in ("running1", "queued1", "queued2"):
             assert isinstance((await collect(service.subscribe(job_id), WAIT_S))[-1], Succeeded)

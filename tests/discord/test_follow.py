@@ -50,7 +50,7 @@ async def test_a_dead_original_response_gets_the_result_posted_in_the_channel(
         assert [b[1] for b in buttons(posted)] == [
             f"mj:{action}:{job_id}" for action in ("reroll", "vary", "delete")
         ]
-        assert await service.undelivered(Platform.DISCORD) == []
+        assert await service.deliveries.undelivered(Platform.DISCORD) == []
 
 
 async def test_forbidden_ends_delivery_without_a_retry_loop(tiny_config: Config) -> None:

@@ -43,7 +43,7 @@ async def test_settings_are_set_shown_used_and_reset(tiny_config: Config) -> Non
         result = await world.alice.slash(world.channel, "imagine", prompt="a fox --seed 7")
         await idle(world.client)
         reset = await world.alice.slash(world.channel, "settings", reset=True)
-        bob = service.user_settings(Requester(Platform.DISCORD, str(world.bob.id)))
+        bob = service.accounts.settings(Requester(Platform.DISCORD, str(world.bob.id)))
 
     assert (shown.ephemeral, response_of(shown).content) == (True, SERVER_DEFAULTS)
     assert (saved.ephemeral, response_of(saved).content) == (
@@ -85,10 +85,10 @@ async def test_ban_is_for_admins_and_refuses_the_banned_users_next_imagine(
         with pytest.raises(simcord.SetupError, match="default-member-permissions"):
             await world.bob.slash(world.channel, "ban", user=world.alice)  # not offered to bob
         guild_admin = await world.admin.slash(world.channel, "ban", user=world.alice)
-        await service.set_banned(chief, str(world.alice.id), banned=True)
+        await service.accounts.set_banned(chief, str(world.alice.id), banned=True)
         denied = await world.alice.slash(world.channel, "imagine", prompt="a cat")
         history = await world.alice.slash(world.channel, "history")
-        await service.set_banned(chief, str(world.alice.id), banned=False)
+        await service.accounts.set_banned(chief, str(world.alice.id), banned=False)
         allowed = await world.alice.slash(world.channel, "imagine", prompt="a cat --seed 1")
         await idle(world.client)
         alice_jobs = await service.history(Requester(Platform.DISCORD, str(world.alice.id)))

@@ -102,7 +102,7 @@ async def test_imagine_answers_with_warmup_then_steps_then_the_image_with_button
         assert message.embeds[0].description == "a red fox"
         assert message.embeds[0].image.url == f"attachment://{job_id}.png"
         assert [a.filename for a in message.attachments] == [f"{job_id}.png"]
-        assert await service.undelivered(Platform.DISCORD) == []
+        assert await service.deliveries.undelivered(Platform.DISCORD) == []
 
 
 async def imagine_done(world: World, prompt: str) -> simcord.ResponseMessage:
@@ -182,7 +182,7 @@ async def test_cancel_button_while_warming_up(tiny_config: Config) -> None:
         final = response_of(result)
         assert (final.content, final.components, final.embeds) == ("Cancelled.", [], [])
         assert (await service.job(job_id)).status is JobStatus.CANCELLED
-        assert await service.undelivered(Platform.DISCORD) == []
+        assert await service.deliveries.undelivered(Platform.DISCORD) == []
 
 
 async def test_cancel_command_cancels_the_latest_queued_job(tiny_config: Config) -> None:
@@ -296,7 +296,7 @@ async def test_expired_token_posts_the_image_in_the_channel(tiny_config: Config)
             f"mj:{action}:{job_id}" for action in ("reroll", "vary", "delete")
         ]
         assert response_of(result).content.startswith("Warming up the model")
-        assert await service.undelivered(Platform.DISCORD) == []
+        assert await service.deliveries.undelivered(Platform.DISCORD) == []
 
 
 async def test_restart_between_completion_and_delivery(tiny_config: Config) -> None:
@@ -320,7 +320,9 @@ async def test_restart_between_completion_and_delivery(tiny_config: Config) -> N
     assert response_of(result).content.startswith("Warming up the model")
 
     async with open_service(tiny_config, EngineGate(tiny_config)) as service:
-        assert [job.id for job in await service.undelivered(Platform.DISCORD)] == [job_id]
+        assert [job.id for job in await service.deliveries.undelivered(Platform.DISCORD)] == [
+            job_id
+        ]
         client = fast_client(tiny_config, service)
         try:
             await env.restart_bot(client)

@@ -71,7 +71,7 @@ async def test_an_unanswered_upload_is_not_sent_twice(tg_config: Config, api: Fa
         )
         await asyncio.sleep(2.0)  # past the late answer, and more than one retry round
         assert len(api.photos_sent_to(ALICE.id)) == 1
-        assert not await service.undelivered(Platform.TELEGRAM)
+        assert not await service.deliveries.undelivered(Platform.TELEGRAM)
 
 
 async def test_blocked_user_ends_delivery_without_a_retry_loop(

@@ -194,7 +194,7 @@ async def test_result_kept_when_send_photo_fails_and_delivered_after_restart(
         assert _image(photo.file().data).size == (64, 96)
         assert photo.params["reply_parameters"]["message_id"] == 1  # the /imagine command
         assert (await service.job(job.id)).delivered_at is not None
-        assert await service.undelivered(Platform.TELEGRAM) == []
+        assert await service.deliveries.undelivered(Platform.TELEGRAM) == []
     assert api.message(ALICE.id, int(job.reply_to.message_id or 0)) is None
 
 

@@ -127,7 +127,7 @@ async def test_settings_refuses_prompts_seeds_and_out_of_range_values(
                 "/settings --steps",
             )
         ]
-        settings = service.user_settings(Requester(Platform.TELEGRAM, str(BO.id)))
+        settings = service.accounts.settings(Requester(Platform.TELEGRAM, str(BO.id)))
     assert replies == [
         "/settings 只接受选项，不接受提示词（“a cat”）。例如：/settings --steps 20 --ar 16:9，"
         "或 /settings reset。",
