@@ -31,3 +31,26 @@ def test_importing_backend_and_bots_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+# The backend modules adapters may import: the facade and the shared types, nothing behind them.
+ADAPTER_MAY_IMPORT = {"backend.service", "backend.domain", "backend.errors", "backend.config"}
+ADAPTERS = ["bots/telegram", "bots/discord", "bots/follow", "bots/parsing.py", "bots/render.py"]
+
+
+def test_adapters_reach_the_backend_through_its_facade_only() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for a in ADAPTERS for p in sorted((root / a).rglob("*.py")) or [root / a]]
+    found = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("backend.") and name not in ADAPTER_MAY_IMPORT:
+                    found.append(f"{path.relative_to(root)}: {name}")
+    assert len(files) > 20
+    assert found == []
