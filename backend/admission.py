@@ -109,7 +109,7 @@ class Admission:
     async def load(self) -> None:
         """Refill the hourly windows from SQLite (once, when the service opens)."""
         since = time.time() - HOUR_S
-        for platform, user_id, created_at in await self._store.recent_submissions(since):
+        for platform, user_id, created_at in await self._store.stats.recent_submissions(since):
             self._recent.setdefault((platform.value, user_id), deque()).append(created_at)
 
     async def admit(self, request: ImagineRequest) -> Admitted:

@@ -33,7 +33,7 @@ class Deliveries:
 
     async def attach_status(self, job_id: str, message_id: str) -> None:
         """Record the adapter's status message of ``job_id``; raises ``JobNotFound``."""
-        if not await self._store.set_reply_message(job_id, message_id):
+        if not await self._store.deliveries.set_reply_message(job_id, message_id):
             raise JobNotFound(job_id=job_id)
 
     async def attach_result(self, job_id: str, message_id: str, chat_id: str | None = None) -> None:
@@ -42,21 +42,21 @@ class Deliveries:
         if job is None:
             raise JobNotFound(job_id=job_id)
         where = MessageRef(chat_id or job.reply_to.chat_id, message_id)
-        if not await self._store.add_result_message(job_id, where):
+        if not await self._store.deliveries.add_posted(job_id, where):
             raise JobNotFound(job_id=job_id)
 
     async def begin_delivery(self, job_id: str) -> int:
         """Count an upload as begun; the uploads a crash interrupted before (``JobNotFound``)."""
         try:
-            return await self._store.begin_delivery(job_id)
+            return await self._store.deliveries.begin(job_id)
         except KeyError:
             raise JobNotFound(job_id=job_id) from None
 
     async def delivery_failed(self, job_id: str) -> None:
         """The upload begun last did not arrive (it does not count against the resend)."""
-        await self._store.delivery_failed(job_id)
+        await self._store.deliveries.failed(job_id)
 
     async def mark_delivered(self, job_id: str) -> None:
         """Record that the adapter delivered ``job_id``'s result; raises ``JobNotFound``."""
-        if not await self._store.mark_delivered(job_id, time.time()):
+        if not await self._store.deliveries.mark_delivered(job_id, time.time()):
             raise JobNotFound(job_id=job_id)

@@ -75,7 +75,7 @@ class Queries:
     async def status(self, requester: Requester, *, accepting: bool) -> StatusSnapshot:
         """Everything /status shows; ``AccessDenied("status.admin_only")`` for non-admins."""
         self._access.check_admin(requester, "status.admin_only")
-        stats = await self._store.stats(time.time() - HOUR_S)
+        stats = await self._store.stats.finished(time.time() - HOUR_S)
         return StatusSnapshot(
             engines=self._pool.engine_states(),
             queue_length=len(self._board),

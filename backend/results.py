@@ -97,7 +97,7 @@ class Results:
         if self.content is not None:  # issue 16: the safety check, before it is deliverable
             verdict = await self.content.judge(job, result.image)
             if verdict != PLAIN:  # the stored defaults already say "not checked, shown"
-                await self._store.set_verdict(
+                await self._store.content.set_verdict(
                     job.id, verdict.flagged, verdict.score, verdict.delivery
                 )
         timings = replace(result.timings, wait_s=max(0.0, active.started_at - job.created_at))

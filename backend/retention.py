@@ -34,8 +34,8 @@ class Retention:
 
     async def forget(self, job_id: str) -> None:
         """Drop ``job_id``'s prompt, name and token, then delete its image file."""
-        path = await self._store.forget(job_id)
-        await self._store.scrub()
+        path = await self._store.retention.forget(job_id)
+        await self._store.retention.scrub()
         if path is not None:
             await unlink_all([path])
         log.info("job %s forgotten (prompt and image deleted)", job_id)
@@ -43,14 +43,14 @@ class Retention:
     async def purge(self, now: float | None = None) -> int:
         """One pass: expired Discord tokens, then jobs past ``keep_days``; the jobs forgotten."""
         now = time.time() if now is None else now
-        await self._store.drop_tokens(Platform.DISCORD, now - DISCORD_TOKEN_TTL_S)
+        await self._store.retention.drop_tokens(Platform.DISCORD, now - DISCORD_TOKEN_TTL_S)
         keep_days = self._config.storage.keep_days
         if not keep_days:
             return 0
-        old = await self._store.remembered_before(now - keep_days * DAY_S)
-        paths = [path for job_id in old if (path := await self._store.forget(job_id))]
+        old = await self._store.retention.remembered_before(now - keep_days * DAY_S)
+        paths = [path for job_id in old if (path := await self._store.retention.forget(job_id))]
         if old:
-            await self._store.scrub()
+            await self._store.retention.scrub()
         await unlink_all(paths)
         if old:
             log.info("retention: forgot %d job(s) older than %d days", len(old), keep_days)

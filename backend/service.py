@@ -224,7 +224,7 @@ class Service:
         button is on; None: a command). ``JobNotFound``, or ``AccessDenied`` with a sentence.
         """
         job = await self.job(job_id, requester)
-        results = await self._store.result_messages(job_id) if where is not None else frozenset()
+        results = await self._store.deliveries.posted(job_id) if where is not None else frozenset()
         self._access.check_action(job, requester, action, where, results)
         return job
 

@@ -12,7 +12,8 @@ from dataclasses import replace
 from backend.config import LimitsConfig
 from backend.defaults import decode_defaults, encode_defaults
 from backend.domain import Options, Platform
-from backend.store import Store, UserRecord
+from backend.store import Store
+from backend.store_parts import UserRecord
 
 log = logging.getLogger("majicbot.users")
 
@@ -30,7 +31,7 @@ class Users:
 
     async def load(self) -> None:
         """Read every stored record (once, when the service opens)."""
-        for record in await self._store.users():
+        for record in await self._store.users.all():
             self._remember(record)
 
     def record(self, platform: Platform, user_id: str) -> UserRecord:
@@ -52,7 +53,7 @@ class Users:
         await self._put(replace(self.record(platform, user_id), hourly_quota=quota))
 
     async def _put(self, record: UserRecord) -> None:
-        await self._store.put_user(record)
+        await self._store.users.put(record)
         self._remember(record)
 
     def _remember(self, record: UserRecord) -> None:

@@ -101,7 +101,7 @@ class ContentControls:
 
     async def open(self) -> None:
         """Read the stored chat policies; start loading the classifier (when the service opens)."""
-        for platform, chat_id, policy in await self._store.chat_policies():
+        for platform, chat_id, policy in await self._store.content.chat_policies():
             self._policies[(platform.value, chat_id)] = policy
         self._start_classifier()
 
@@ -229,7 +229,9 @@ class ContentControls:
             raise InvalidRequest(keys.POLICY_NEEDS_NSFW)
         chat = (requester.platform.value, requester.chat_id or "")
         who = f"{requester.platform.value}:{requester.user_id}"
-        await self._store.put_chat_policy(requester.platform, chat[1], policy, who, time.time())
+        await self._store.content.put_chat_policy(
+            requester.platform, chat[1], policy, who, time.time()
+        )
         if policy is None:
             self._policies.pop(chat, None)
         else:
@@ -244,7 +246,7 @@ class ContentControls:
         since = time.time() - HOUR_S
         while self._refusals and self._refusals[0] < since:
             self._refusals.popleft()
-        flagged, withheld = await self._store.content_counts(since)
+        flagged, withheld = await self._store.content.counts(since)
         return ContentStatus(
             prompt_rules=len(self._rules),
             image_check=self._state,

@@ -12,7 +12,8 @@ from backend.defaults import decode_defaults, encode_defaults
 from backend.domain import GenerationParams, Options, Platform, UserSettings
 from backend.errors import AccessDenied, InvalidRequest
 from backend.service import Service
-from backend.store import Store, UserRecord
+from backend.store import Store
+from backend.store_parts import UserRecord
 from tests.backend.helpers import make_config, request, requester, with_section
 
 ADMIN = requester("boss")
@@ -39,7 +40,7 @@ async def test_defaults_fill_what_a_request_leaves_out(config: Config) -> None:
         Options(steps=5, aspect="16:9", guidance=4.0), steps=5, width=80, height=48, guidance=4.0
     )
     async with Store.open(config.db_path) as store:
-        assert await store.users() == [
+        assert await store.users.all() == [
             UserRecord(
                 Platform.TELEGRAM,
                 "u1",
@@ -144,7 +145,7 @@ async def test_defaults_and_bans_persist_across_a_restart_without_clobbering(
             await service.submit(request(user="bob"))
         await service.accounts.set_banned(ADMIN, "bob", banned=False)
     async with Store.open(config.db_path) as store:
-        stored = {record.user_id: record for record in await store.users()}
+        stored = {record.user_id: record for record in await store.users.all()}
     assert alice.job.params == GenerationParams("a red fox", 5, 6, 64, 64, 2.5)
     assert carol.job.params == GenerationParams("a red fox", 6, 3, 96, 64, 3.5)
     assert bob.value.key == "error.banned"

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from backend.domain import (
+    ChatPolicy,
+    Delivery,
     GenerationParams,
     Job,
     JobStatus,
+    MessageRef,
     Platform,
     ReplyTarget,
     Requester,
@@ -23,8 +26,8 @@ from backend.store import (
     DuplicateIdempotencyKey,
     DuplicateJobId,
     Store,
-    UserRecord,
 )
+from backend.store_parts import UserRecord
 
 
 def make_job(job_id: str, user: str = "u1", created_at: float = 1000.0) -> Job:
@@ -98,16 +101,16 @@ async def test_history_stats_undelivered_users(tmp_path: Path) -> None:
         await store.mark_succeeded("j0", tmp_path / "j0.png", timings, 3000.0, False)
         await store.mark_failed("j1", "error.oom", "CUDA OOM", 3001.0)
         await store.mark_cancelled("j2", 3002.0)
-        await store.mark_delivered("j1", 3003.0)
+        await store.deliveries.mark_delivered("j1", 3003.0)
         history = [j.id for j in await store.history(Platform.DISCORD, user_id="a")]
-        stats = await store.stats(since=2999.0)
-        late = await store.stats(since=5000.0)
+        stats = await store.stats.finished(since=2999.0)
+        late = await store.stats.finished(since=5000.0)
         undelivered = [j.id for j in await store.undelivered(Platform.DISCORD)]
-        recent = await store.recent_submissions(since=2001.0)
+        recent = await store.stats.recent_submissions(since=2001.0)
         record = UserRecord(Platform.TELEGRAM, "7", banned=True, hourly_quota=5,
                           defaults=(("steps", "20"),))  # fmt: skip
-        await store.put_user(record)
-        users = await store.users()
+        await store.users.put(record)
+        users = await store.users.all()
     assert history == ["j2", "j0"]
     assert (stats.succeeded, stats.failed, stats.mean_s_per_image) == (1, 1, 4.0)
     assert (late.succeeded, late.failed, late.mean_s_per_image) == (0, 0, None)
@@ -130,3 +133,36 @@ async def test_idempotency_key_is_unique_and_a_v1_file_is_migrated(tmp_path: Pat
         found = await store.job_by_key("telegram:update:1")
         missing = await store.job_by_key("telegram:update:2")
     assert found == keyed and missing is None
+
+
+async def test_the_parts_share_the_connection(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "db.sqlite3") as store:
+        await store.insert_job(make_job("a", created_at=10.0))
+        await store.mark_succeeded("a", tmp_path / "a.png", Timings(denoise_s=1.0), 20.0, False)
+        deliveries = store.deliveries
+        assert await deliveries.set_reply_message("a", "m2")
+        assert not await deliveries.set_reply_message("missing", "m2")
+        assert [await deliveries.begin("a"), await deliveries.begin("a")] == [0, 1]
+        await deliveries.failed("a")
+        assert await deliveries.begin("a") == 1
+        with pytest.raises(KeyError):
+            await deliveries.begin("missing")
+        assert await deliveries.add_posted("a", MessageRef("ch", "r1"))
+        assert not await deliveries.add_posted("missing", MessageRef("ch", "r1"))
+        assert await deliveries.posted("a") == {MessageRef("ch", "r1")}
+        await store.content.set_verdict("a", True, 0.9, Delivery.WITHHELD)
+        assert await store.content.counts(since=15.0) == (1, 1)
+        await store.content.put_chat_policy(Platform.DISCORD, "ch", ChatPolicy.BLOCK, "x", 1.0)
+        policies = await store.content.chat_policies()
+        await store.content.put_chat_policy(Platform.DISCORD, "ch", None, "x", 2.0)
+        assert await store.content.chat_policies() == []
+        assert await store.retention.remembered_before(11.0) == ["a"]
+        assert await store.retention.drop_tokens(Platform.DISCORD, 11.0) == 1
+        assert await store.retention.forget("a") == tmp_path / "a.png"
+        await store.retention.scrub()
+        assert await store.retention.remembered_before(11.0) == []
+        job = await store.get_job("a")
+    assert policies == [(Platform.DISCORD, "ch", ChatPolicy.BLOCK)]
+    assert job is not None and job.reply_to.message_id == "m2" and job.reply_to.token is None
+    assert (job.flagged, job.safety_score, job.delivery) == (True, 0.9, Delivery.WITHHELD)
+    assert job.params.prompt == "" and job.result_path is None

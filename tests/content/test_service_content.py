@@ -192,7 +192,7 @@ async def test_a_version_3_database_migrates_and_keeps_its_jobs(tmp_path: Path) 
         )
     async with Store.open(path) as store:
         job = await store.get_job("old")
-        assert await store.chat_policies() == []
+        assert await store.content.chat_policies() == []
     assert SCHEMA_VERSION == 5
     assert job is not None
     assert (job.spoiler, job.flagged, job.delivery, job.requester.nsfw_channel) == (
