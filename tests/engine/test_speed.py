@@ -12,6 +12,7 @@ import pytest
 from backend.config import Config, EngineSettings
 from backend.domain import GenerationParams, Optimization
 from backend.engine.diffsynth_engine import DiffsynthEngine
+from backend.engine.fast_path import CompilePlan
 from backend.engine.fp8 import fp8_compute_refusal
 from backend.engine.optimize import distinct_sizes, image_tokens
 from backend.engine.profiles import AUTO_ORDER, choose_profile
@@ -62,8 +63,24 @@ def test_compile_is_off_on_the_cpu_and_jobs_run_eager(one_size: Config) -> None:
     state = engine.optimization()
     assert state.phase is Optimization.OFF
     assert state.detail == "the CPU runs eager (compile applies to GPUs)"
-    off = DiffsynthEngine(EngineSettings.of(with_engine(one_size, compile=False)), "cpu")
-    assert off._why_not_compiled(engine._choice) == "engine.compile = false"  # type: ignore[arg-type]
+    assert engine._choice is not None
+    off = EngineSettings.of(with_engine(one_size, compile=False))
+    plan = CompilePlan(off, "cpu", engine._choice.profile.name, fp8_compute=False)
+    assert plan.why_not() == "engine.compile = false"
+
+
+def test_only_a_resident_dit_on_a_gpu_compiles_and_auto_mode_is_inductors_default(
+    one_size: Config,
+) -> None:
+    settings = EngineSettings.of(one_size)
+    streamed = CompilePlan(settings, "cuda:0", "balanced", fp8_compute=False).why_not()
+    assert streamed == "balanced streams DiT layers from CPU RAM; only gpu and gpu-fp8 compile"
+    plan = CompilePlan(settings, "cuda:0", "gpu-fp8", fp8_compute=True)
+    assert plan.why_not() is None
+    compile_settings = plan.compile_settings()
+    assert (compile_settings.label, compile_settings.mode) == ("gpu-fp8, fp8 compute", "default")
+    assert compile_settings.backend == "inductor"
+    assert compile_settings.sizes == distinct_sizes(list(settings.compile_sizes))
 
 
 def test_background_compile_takes_over_between_jobs_and_never_compiles_on_the_job_thread(
