@@ -11,9 +11,7 @@ CONFIG ?= config.toml
 run: $(VENV)/.installed $(CONFIG)
 	$(BIN)/majicbot serve --config $(CONFIG)
 
-# The type check and the tests run side by side (each is single-threaded; CI has two cores).
-test: lint
-	$(MAKE) --no-print-directory -j2 typecheck unit
+test: lint typecheck unit
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -22,8 +20,9 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# Two test workers (pytest-xdist): CI has two cores, and the suite is mostly waiting on I/O.
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 bench-backend: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.backend
