@@ -21,8 +21,9 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 # Two test workers (pytest-xdist): CI has two cores, and the suite is mostly waiting on I/O.
+# loadgroup: the Ray tests (xdist_group "ray") share one worker and its one local Ray cluster.
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench-backend: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.backend

@@ -192,6 +192,26 @@ class ContentConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Where the GPU workers run (issue 15; ``backend.cluster``). Checked in ``_check_cluster``."""
+
+    # "local": one worker thread per device of this host; "ray": one Ray actor per GPU of a
+    # Ray cluster (README: "More GPUs on more hosts").
+    backend: str = field(default="local", metadata=_choice("local", "ray"))
+    # ray: "" starts a private Ray on this host; "auto" joins the one `ray start --head` started
+    # here; "host:6379" or "ray://host:10001" joins another head.
+    address: str = ""
+    # ray: how many actors; 0 = one per gpus_per_worker GPUs of the cluster, more as nodes join.
+    workers: int = field(default=0, metadata=_range(0, 1024))
+    gpus_per_worker: float = field(default=1.0, metadata=_range(0, 16))
+    cpus_per_worker: float = field(default=1.0, metadata=_range(0, 256))
+    # ray: restarts of a dead actor (-1 = always); its running job is re-queued either way.
+    max_restarts: int = field(default=-1, metadata=_range(-1, 1_000_000))
+    # ray, workers = 0: seconds between looks for new GPUs (0 = only at start).
+    discover_every_s: float = field(default=10.0, metadata=_range(0, 86400))
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = EngineConfig()
     storage: StorageConfig = StorageConfig()
@@ -200,6 +220,7 @@ class Config:
     discord: DiscordConfig = DiscordConfig()
     service: ServiceConfig = ServiceConfig()
     content: ContentConfig = ContentConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @property
     def db_path(self) -> Path:
@@ -394,6 +415,15 @@ def _check_cross_fields(config: Config) -> None:
                 f'engine.devices: {device!r} is not a device; use "auto", "cpu" or "cuda:N"'
             )
     _check_content(config.content)  # issue 16
+    _check_cluster(config.cluster)  # issue 15
+
+
+def _check_cluster(cluster: ClusterConfig) -> None:
+    if cluster.backend == "ray" and cluster.workers == 0 and cluster.gpus_per_worker == 0:
+        raise ConfigError(
+            "cluster.gpus_per_worker = 0 (CPU actors) needs cluster.workers: the number of "
+            "actors to start (workers = 0 counts the cluster's GPUs)"
+        )
 
 
 def _check_content(content: ContentConfig) -> None:

@@ -385,6 +385,8 @@ class EngineState:
     vram_used_bytes: int | None = None
     vram_total_bytes: int | None = None
     optimization: OptimizationState = OptimizationState()
+    node: str = ""  # the host of a Ray actor (``backend.cluster``); "" in this process
+    restarts: int = 0  # times Ray restarted the actor after its process died
 
     @property
     def ready(self) -> bool:

@@ -15,7 +15,8 @@
     │   ├── ModelFilesMissing          weights absent or not recognised; lists them
     │   ├── ProfileDoesNotFit          the placement profile needs more memory than there is
     │   ├── OutOfMemory                CUDA OOM during a job (the worker keeps serving)
-    │   └── GenerationCancelled        raised inside the engine when a job is cancelled mid-run
+    │   ├── GenerationCancelled        raised inside the engine when a job is cancelled mid-run
+    │   └── WorkerLost                 the engine's process (a Ray actor) died: re-queue the job
     ├── AdapterUnavailable             a chat platform cannot be reached at start (network, URL)
     ├── StartupError                   the machine refuses what serving needs (CLI exits with 2):
     │   └── InstanceLocked               another instance holds the data directory
@@ -127,6 +128,18 @@ class OutOfMemory(EngineError):
 
 class GenerationCancelled(EngineError):
     key = keys.CANCELLED
+
+
+class WorkerLost(EngineError):
+    """The engine's process (a Ray actor, ``backend.cluster``) died or cannot be reached.
+
+    ``ran``: the job had started there (it counts as one interrupted run); False when the actor
+    was found restarted, without its model, before the job began (the job is not charged).
+    """
+
+    def __init__(self, detail: str, *, ran: bool) -> None:
+        super().__init__(detail)
+        self.ran = ran
 
 
 class AdapterUnavailable(MajicbotError):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 import time
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,10 +61,12 @@ def _quote(value: str) -> str:
     return f'"{value}"' if any(ch in value for ch in ',:"\n') else value
 
 
-def write_png_sync(image: Image, path: Path, parameters: str) -> None:
+def write_png_sync(image: Image, path: Path, parameters: str, png: bytes | None = None) -> None:
     """Encode and write atomically: a temp file in the same folder, fsync, then rename.
 
-    The folders are 0700 and the file 0600 (``backend.files``): the PNG carries the prompt.
+    ``png``: the image already encoded (a Ray actor's result); the parameters chunk is added to
+    those bytes instead of encoding ``image`` again. The folders are 0700 and the file 0600
+    (``backend.files``): the PNG carries the prompt.
     """
     from PIL.PngImagePlugin import PngInfo
 
@@ -74,7 +78,10 @@ def write_png_sync(image: Image, path: Path, parameters: str) -> None:
     tmp.unlink(missing_ok=True)  # left over by a crash of an earlier process with this pid
     try:
         with os.fdopen(open_private(tmp), "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=info)
+            if png is None:
+                image.save(fh, format="PNG", pnginfo=info)
+            else:
+                fh.write(with_parameters(png, parameters))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -82,9 +89,47 @@ def write_png_sync(image: Image, path: Path, parameters: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-async def write_png(image: Image, path: Path, parameters: str) -> None:
+async def write_png(image: Image, path: Path, parameters: str, png: bytes | None = None) -> None:
     """``write_png_sync`` in a thread: PIL encoding and file I/O stay off the event loop."""
-    await asyncio.to_thread(write_png_sync, image, path, parameters)
+    await asyncio.to_thread(write_png_sync, image, path, parameters, png)
+
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_AFTER_IHDR = len(_SIGNATURE) + 8 + 13 + 4  # length, type, 13 bytes of IHDR data, CRC
+
+
+def with_parameters(png: bytes, parameters: str) -> bytes:
+    """``png`` with a ``parameters`` text chunk after its header, as PIL's ``add_text`` writes
+    it: ``tEXt`` when the text is Latin-1, else an uncompressed ``iTXt`` (UTF-8)."""
+    if png[: len(_SIGNATURE)] != _SIGNATURE or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG stream that starts with its IHDR chunk")
+    try:
+        kind, data = b"tEXt", b"parameters\0" + parameters.encode("latin-1")
+    except UnicodeEncodeError:  # flag 0, method 0, no language, no translated keyword
+        kind, data = b"iTXt", b"parameters\0\0\0\0\0" + parameters.encode("utf-8")
+    chunk = struct.pack(">I", len(data)) + kind + data
+    chunk += struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return png[:_AFTER_IHDR] + chunk + png[_AFTER_IHDR:]
+
+
+def encode_png(image: Image) -> bytes:
+    """``image`` as PNG bytes, without metadata (a Ray actor's result; blocking)."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(png: bytes) -> Image:
+    """The image of PNG bytes, fully read (blocking)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    image = PILImage.open(io.BytesIO(png))
+    image.load()
+    return image
 
 
 def read_parameters(path: Path) -> str | None:

@@ -80,7 +80,7 @@ STORAGE_UNAVAILABLE: Final = _key("error.storage_unavailable")
 # ---- job failures (EngineError subclasses; stored as Job.error_key) ----------------------------
 INTERRUPTED_TWICE: Final = _key("error.interrupted_twice")  # stored by older versions only
 # Job failures are stored as a bare key (no params): the numbers are in ``Job.error_detail``.
-# Crashes interrupted the job's runs ``backend.recovery.MAX_INTERRUPTED_RUNS`` times.
+# Crashes or lost workers interrupted the job's runs ``results.MAX_INTERRUPTED_RUNS`` times.
 INTERRUPTED_REPEATEDLY: Final = _key("error.interrupted_repeatedly")
 STALLED: Final = _key("error.stalled")  # no denoising step within limits.stall_timeout_s
 STORAGE: Final = _key("error.storage")  # the image was made but could not be written to disk

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from backend.domain import Component, EngineState, RunningJob
-from backend.engine.protocol import Engine
+from backend.engine.protocol import Engine, EngineFactory, EngineSource
 from backend.estimates import Rates, mean_rates
 from backend.health import Health
 from backend.worker import ActiveJob, JobSink, JobSource, Worker
@@ -59,10 +59,15 @@ class WorkerPool:
         self._tasks: dict[Worker, asyncio.Task[None]] = {}
         self._factory_error: str | None = None
         self._unavailable_logged = False
+        self._source_of_engines: EngineSource | None = None
+        self._discovery: asyncio.Task[None] | None = None
 
-    def build(self, factory: Callable[[], Sequence[Engine]]) -> None:
-        """Run ``factory`` in a thread; its engines become workers on the loop."""
+    def build(self, source: EngineFactory | EngineSource) -> None:
+        """Run the factory in a thread; its engines become workers on the loop. A source that
+        can ``discover`` more engines is asked every ``every_s`` from then on."""
         loop = asyncio.get_running_loop()
+        self._source_of_engines = source if isinstance(source, EngineSource) else None
+        factory = source.build if isinstance(source, EngineSource) else source
 
         def build() -> None:  # factory thread
             try:
@@ -83,7 +88,17 @@ class WorkerPool:
             log.error("engine factory failed: %r", error)
         else:
             self.state = PoolState.SERVING
-        for name, engine in zip(_worker_names([e.device for e in engines]), engines, strict=True):
+        self._add(engines)
+        source = self._source_of_engines
+        if error is None and source is not None and source.discover and source.every_s > 0:
+            self._discovery = asyncio.get_running_loop().create_task(
+                self.discover(source.discover, source.every_s), name="discover-workers"
+            )
+
+    def _add(self, engines: Sequence[Engine]) -> None:
+        taken = [w.name for w in self.workers]
+        names = _worker_names([*taken, *(e.device for e in engines)])[len(taken) :]
+        for name, engine in zip(names, engines, strict=True):
             worker = Worker(name, engine, self._source, self._sink)
             self.workers.append(worker)
             task = asyncio.get_running_loop().create_task(
@@ -92,6 +107,22 @@ class WorkerPool:
             task.add_done_callback(_log_crash)
             self._tasks[worker] = task
         self.engine_changed()
+
+    async def discover(self, find: Callable[[], Sequence[Engine]], every_s: float) -> None:
+        """Every ``every_s``, ask ``find`` (blocking, in a thread) for engines that appeared
+        since (a Ray node with free GPUs joined); each becomes a worker. Runs until cancelled."""
+        while self.state is not PoolState.CLOSED:
+            await asyncio.sleep(every_s)
+            if self.state is not PoolState.SERVING:
+                continue
+            try:
+                found = await asyncio.to_thread(find)
+            except Exception as exc:
+                log.warning("looking for new GPU workers failed: %r", exc)
+                continue
+            if found and self.state is PoolState.SERVING:
+                log.info("%d new GPU worker(s) found", len(found))
+                self._add(found)
 
     async def _supervise(self, worker: Worker) -> None:
         """Load, then serve; a crash of the job loop is reported and the loop restarted."""
@@ -189,6 +220,8 @@ class WorkerPool:
             if late:
                 await self._cancel_for_stop(late)
         self.state = PoolState.CLOSED
+        if self._discovery is not None:
+            self._discovery.cancel()
         for worker, task in self._tasks.items():
             task.cancel()
             if worker.ready and not worker.stuck:
@@ -196,6 +229,12 @@ class WorkerPool:
             else:
                 worker.abandon()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        source = self._source_of_engines
+        if source is not None and source.close is not None:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(source.close), timeout=30)
+            except Exception:
+                log.exception("closing the engine source failed")
 
     async def _cancel_for_stop(self, late: set[asyncio.Task[None]]) -> None:
         for _, active in self.active():

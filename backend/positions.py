@@ -71,6 +71,11 @@ class Board:
         self.bump()
         return position
 
+    def put_back(self, job: Job) -> None:
+        """A job whose worker was lost mid-run: first in line again (its order among other
+        put-back jobs: the latest first; ``seq`` only breaks ties inside a round)."""
+        self.add(job, 0, first=True)
+
     def remove(self, job_id: str) -> Job | None:
         """Take a queued job out (cancelled); None if it was not queued."""
         if not self._queue.remove(job_id):

@@ -17,12 +17,10 @@ from dataclasses import replace
 from backend import keys
 from backend.domain import Job, JobStatus
 from backend.positions import Board
-from backend.results import describe
+from backend.results import MAX_INTERRUPTED_RUNS, describe
 from backend.store import Store
 
 log = logging.getLogger("majicbot.service")
-
-MAX_INTERRUPTED_RUNS = 3
 
 
 async def recover(store: Store, board: Board) -> None:

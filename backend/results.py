@@ -8,6 +8,7 @@ Every write here goes through ``backend.health.retrying``: a PNG write is tried 
 the job fails with ``keys.STORAGE``; a store write is retried until it goes through (the job stays
 ``running`` meanwhile, which is true), with the fault shown in ``/status``. A job the stall
 watchdog gave up on (``stalled_out``) is re-queued for the next process once, failed after that.
+A job whose worker process died (``lost``: a Ray actor) goes back to the front of the live queue.
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from dataclasses import replace
 from backend import keys
 from backend.config import Config
 from backend.content.controls import PLAIN, ContentControls
-from backend.domain import Cancelled, Component, Failed, Job, Progress, Started, Succeeded
+from backend.domain import (
+    Cancelled,
+    Component,
+    Failed,
+    Job,
+    JobStatus,
+    Progress,
+    Started,
+    Succeeded,
+)
 from backend.engine.protocol import GenerationResult
 from backend.events import EventHub
 from backend.health import PNG_RETRY, STORE_RETRY, Health, RetryPolicy, retrying
@@ -30,6 +40,10 @@ from backend.store import Store
 from backend.worker import ActiveJob, Worker
 
 log = logging.getLogger("majicbot.service")
+
+# A job whose runs were interrupted this many times (crashes, lost workers) fails with
+# ``keys.INTERRUPTED_REPEATEDLY``: a job that kills its worker must not do so forever.
+MAX_INTERRUPTED_RUNS = 3
 
 
 def describe(job: Job) -> str:
@@ -48,6 +62,7 @@ class Results:
         on_engine_change: Callable[[], None],
         on_job_end: Callable[[], None],
         health: Health,
+        put_back: Callable[[Job], None],
     ) -> None:
         self._config = config
         self._store = store
@@ -57,6 +72,7 @@ class Results:
         self.png_retry: RetryPolicy = PNG_RETRY
         self._on_engine_change = on_engine_change
         self._on_job_end = on_job_end  # estimates changed (new timings, a worker is free)
+        self._put_back = put_back  # a job to the front of the live queue (its worker was lost)
         self._version = f"majicbot {dict(versions())['majicbot']}"  # read once: metadata is slow
         self.content: ContentControls | None = (
             None  # issue 16: the safety check, set by the service
@@ -86,7 +102,7 @@ class Results:
         text = parameters_text(job.params, model, result.profile, self._version)
         try:
             await retrying(
-                lambda: write_png(result.image, path, text),
+                lambda: write_png(result.image, path, text, result.png),
                 self._health, Component.DISK, worker.name, f"job {job.id}: writing {path}",
                 self.png_retry,
             )  # fmt: skip
@@ -147,6 +163,27 @@ class Results:
         )
         self._hub.forget_running(job.id)
         log.info("job %s back to the queue for the next start %s", job.id, describe(job))
+
+    async def lost(self, worker: Worker, active: ActiveJob, ran: bool, detail: str) -> None:
+        """The worker's process died (a Ray actor): the job runs again on the next idle worker,
+        first in the queue. A run that had started counts as interrupted (``attempts + 1``), so
+        a job that kills its worker each time fails after ``MAX_INTERRUPTED_RUNS`` like a job
+        that crashes the whole process."""
+        job = active.job
+        attempts = job.attempts + 1 if ran else job.attempts
+        if attempts >= MAX_INTERRUPTED_RUNS:
+            detail = f"its worker was lost {attempts} times while running it: {detail}"
+            await self.failed(worker, active, keys.INTERRUPTED_REPEATEDLY, detail)
+            return
+        await self._commit(
+            worker, "re-queueing it", job.id, lambda: self._store.requeue(job.id, attempts)
+        )
+        self._hub.forget_running(job.id)
+        self._put_back(replace(job, status=JobStatus.QUEUED, attempts=attempts, started_at=None))
+        log.warning(
+            "job %s: worker %s lost (%s); re-queued first %s", job.id, worker.name, detail,
+            describe(job),
+        )  # fmt: skip
 
     async def stalled_out(self, worker: Worker, active: ActiveJob, stalled_s: float) -> None:
         """The engine call never returned: re-queue the job for the next process once, or fail.

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
 
@@ -59,7 +59,7 @@ from backend.domain import (
     StatusSnapshot,
     Submission,
 )
-from backend.engine.protocol import Engine
+from backend.engine.protocol import EngineFactory, EngineSource
 from backend.errors import ServiceStopping
 from backend.events import EventHub, terminal_event
 from backend.health import Health
@@ -100,7 +100,7 @@ class Service:
         self.content = ContentControls(config, store, self._access)
         self.results = Results(
             config, store, self._hub, lambda: self._pool.engine_changed(), self._board.bump,
-            self.health,
+            self.health, self._board.put_back,
         )  # fmt: skip
         self.results.content = self.content
         self._pool = WorkerPool(self._board, self.results, self._board.bump, self.health)
@@ -123,7 +123,7 @@ class Service:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, config: Config, engine_factory: Callable[[], Sequence[Engine]]
+        cls, config: Config, engine_factory: EngineFactory | EngineSource
     ) -> AsyncIterator[Service]:
         """Lock the data, open the store, recover, accept jobs; engines build in a thread."""
         with hold_instance(config.storage.data_dir, config.outputs_dir):

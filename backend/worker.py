@@ -7,7 +7,9 @@ worker takes the next one. If recording a job's end itself raises (a bug: storag
 retried by the sink), the job is failed best effort and the error leaves ``serve``: the pool logs
 it, shows it in ``/status`` and starts ``serve`` again. A job the stall watchdog cancelled
 (``ActiveJob.stalled_at``) fails with ``keys.STALLED`` when its engine call returns; one whose
-call never returns is ``abandoned`` (the pool's watchdog has the rules).
+call never returns is ``abandoned`` (the pool's watchdog has the rules). An engine whose process
+died (``WorkerLost``: a Ray actor) hands its job back to the queue (``JobSink.lost``) and is
+loaded again — Ray restarts the process — before the worker takes another job.
 
 The seam to the rest of the backend is narrow: ``JobSource.take`` gives the next job, and
 ``JobSink`` stores results and publishes events — so a remote worker would be a new ``JobSource``
@@ -30,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 from backend import keys
 from backend.domain import EngineState, Job, RunningJob
 from backend.engine.protocol import Engine, GenerationResult
-from backend.errors import EngineError, GenerationCancelled
+from backend.errors import EngineError, GenerationCancelled, WorkerLost
 from backend.estimates import JobTimer, running_remaining_s
 
 log = logging.getLogger("majicbot.worker")
@@ -117,6 +119,8 @@ class JobSink(Protocol):
 
     async def stalled_out(self, worker: Worker, active: ActiveJob, stalled_s: float) -> None: ...
 
+    async def lost(self, worker: Worker, active: ActiveJob, ran: bool, detail: str) -> None: ...
+
     def engine_changed(self, worker: Worker) -> None: ...
 
 
@@ -137,6 +141,7 @@ class Worker:
         self.ready = False
         self.load_error: str | None = None  # for /status (may name paths)
         self.load_error_key: str | None = None  # for users: an ``EngineError`` key
+        self.lost = False  # the engine's process died: load again before the next job
         self._source = source
         self._sink = sink
         self._thread = EngineThread(f"majicbot-{name}")
@@ -162,6 +167,8 @@ class Worker:
             except QueueClosed:
                 return
             await self._run_job(job)
+            if self.lost and not await self.reload():
+                return
 
     def state(self) -> EngineState:
         """The engine's snapshot, with this worker's load error if the engine did not record it."""
@@ -224,6 +231,13 @@ class Worker:
         self._sink.engine_changed(self)
         return True
 
+    async def reload(self) -> bool:
+        """Load the engine again after its process died (Ray restarted it, or will)."""
+        log.warning("worker %s: its engine process was lost; loading it again", self.name)
+        self.lost, self.ready = False, False
+        self._sink.engine_changed(self)
+        return await self.load()
+
     async def _run_job(self, job: Job) -> None:
         active = ActiveJob(job, started_at=time.time())
         self.current = active
@@ -253,6 +267,9 @@ class Worker:
                 await self._sink.interrupted(self, active)
             else:
                 await self._sink.cancelled(self, active)
+        except WorkerLost as exc:
+            self.lost = True
+            await self._sink.lost(self, active, exc.ran, exc.detail)
         except EngineError as exc:
             await self._sink.failed(self, active, exc.key, exc.detail)
         except Exception as exc:

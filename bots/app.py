@@ -10,26 +10,31 @@ Start order (stop runs in reverse):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from backend.config import Config, EngineSettings
-from backend.engine.protocol import Engine
+from backend.engine.protocol import Engine, EngineFactory, EngineSource
 from backend.errors import EngineStuck
 from backend.service import Service
 from backend.status_server import check_bind, serve_status
 
 log = logging.getLogger("majicbot.app")
 
-EngineFactory = Callable[[], Sequence[Engine]]
 # Longest the engine waits for the adapters to come up before loading anyway.
 ADAPTERS_UP_TIMEOUT_S = 30.0
 
 
-def default_engine_factory(config: Config) -> EngineFactory:
-    """Engines for the configured devices; the import of torch happens inside, in a thread."""
+def default_engine_factory(config: Config) -> EngineFactory | EngineSource:
+    """Engines for the configured devices, or Ray actors (``cluster.backend = "ray"``); torch
+    and ray are imported inside, in the factory's thread."""
+    if config.cluster.backend == "ray":
+        from backend.cluster.ray_cluster import ray_source
+
+        return ray_source(config.cluster, EngineSettings.of(config))
 
     def build() -> Sequence[Engine]:
         from backend.engine.factory import make_engines
@@ -54,8 +59,10 @@ def adapters(config: Config, service: Service) -> list[AbstractAsyncContextManag
 
 
 def after(
-    event: threading.Event, factory: EngineFactory, aborted: threading.Event | None = None
-) -> EngineFactory:
+    event: threading.Event,
+    source: EngineFactory | EngineSource,
+    aborted: threading.Event | None = None,
+) -> EngineSource:
     """``factory``, run only once ``event`` is set (or after ``ADAPTERS_UP_TIMEOUT_S``), and
     not at all once ``aborted`` is set (start-up failed: nothing to load engines for).
 
@@ -63,13 +70,17 @@ def after(
     box): starting it only once the adapters answer keeps it off their start-up path.
     """
 
+    if not isinstance(source, EngineSource):
+        source = EngineSource(source)
+    factory = source.build
+
     def build() -> Sequence[Engine]:
         event.wait(ADAPTERS_UP_TIMEOUT_S)
         if aborted is not None and aborted.is_set():
             return []
         return factory()
 
-    return build
+    return dataclasses.replace(source, build=build)
 
 
 @asynccontextmanager

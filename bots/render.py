@@ -261,6 +261,11 @@ def render_component(component: ComponentState, lang: str) -> str:
 def render_engine(engine: EngineState, lang: str) -> list[str]:
     """Header, profile, load state, VRAM and components of one engine."""
     lines = [translate("status.engine", lang, device=engine.device, name=engine.device_name)]
+    if engine.node and engine.restarts:
+        key = "status.node_restarted"
+        lines.append(translate(key, lang, node=engine.node, restarts=engine.restarts))
+    elif engine.node:
+        lines.append(translate("status.node", lang, node=engine.node))
     if engine.profile:
         if engine.profile_reason:
             lines.append(

@@ -6,7 +6,7 @@ Call order, always from the worker's own thread (never the event loop):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,6 +38,9 @@ class GenerationResult:
     prompt_truncated: bool = False  # the prompt exceeded the text encoder's token limit
     profile: str = ""
     model: str = ""
+    # The image already encoded as PNG (a Ray actor sends bytes): written as is, with the
+    # parameters chunk added, instead of encoding ``image`` again.
+    png: bytes | None = None
 
 
 class Engine(Protocol):
@@ -66,3 +69,20 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release GPU memory. Safe to call more than once."""
+
+
+# Builds the engines (blocking: the service runs it in a thread, after the adapters are up).
+EngineFactory = Callable[[], Sequence[Engine]]
+
+
+@dataclass(frozen=True)
+class EngineSource:
+    """Engines that can grow: ``build`` once, then ``discover`` every ``every_s`` seconds for
+    engines that appeared since (GPUs of a Ray node that joined), ``close`` after the workers
+    stopped. All three are blocking and run in threads. A plain ``EngineFactory`` is a source
+    with only ``build``."""
+
+    build: EngineFactory
+    discover: EngineFactory | None = None
+    every_s: float = 0.0
+    close: Callable[[], None] | None = None

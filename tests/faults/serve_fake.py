@@ -18,7 +18,13 @@ from pathlib import Path
 
 from backend.config import Config
 from backend.domain import GenerationParams
-from backend.engine.protocol import CancelCheck, Engine, GenerationResult, StepCallback
+from backend.engine.protocol import (
+    CancelCheck,
+    Engine,
+    EngineFactory,
+    GenerationResult,
+    StepCallback,
+)
 from tests.backend.engines import StepEngine
 
 
@@ -51,7 +57,7 @@ def main(argv: list[str]) -> int:
     step_s = float(os.environ.get("MAJICBOT_FAKE_STEP_S", "0.02"))
     marker = os.environ.get("MAJICBOT_FAKE_HANG_ONCE")
 
-    def factory(config: Config) -> bots.app.EngineFactory:
+    def factory(config: Config) -> EngineFactory:
         def build() -> Sequence[Engine]:
             return [FakeEngine(step_s, Path(marker) if marker else None)]
 
