@@ -21,8 +21,8 @@ FIXED: dict[str, tuple[str, str]] = {
     "pillow": ("12.2", "CVE-2025-48379 (11.3.0), heap writes fixed in 12.1.1 and 12.2.0"),
     "aiohttp": ("3.13.4", "CVE-2025-53643, CVE-2025-69223, CVE-2026-22815 and others"),
     "tqdm": ("4.66.3", "CVE-2024-34062"),
-    # Disputed by the vendor (Ray's APIs were unauthenticated by design); 2.60 starts every
-    # cluster with token authentication (seen in its start-up log), SECURITY.md says the rest.
+    # Disputed by the vendor (Ray's APIs are unauthenticated unless RAY_AUTH_MODE=token, from
+    # 2.52; on by default for local clusters from 2.59): README and SECURITY.md say how to run it.
     "ray": ("2.60", "CVE-2023-48022 (ShadowRay: unauthenticated Jobs API)"),
 }
 

@@ -155,3 +155,20 @@ def test_aspect_sizes_in_config_checks_match_validation() -> None:
     for ratio in limits.aspect_ratios:
         w, h = (int(p) for p in ratio.split(":"))
         assert _ratio_size(w / h, limits.default_side) == aspect_size(ratio, limits)
+
+
+def test_cluster_section_is_read_and_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[cluster]\nbackend = "ray"\naddress = "10.0.0.5:6379"\nworkers = 0\n'
+        "gpus_per_worker = 0.5\n",
+    )
+    cluster = load_config(path, env={}).cluster
+    assert (cluster.backend, cluster.address, cluster.gpus_per_worker) == (
+        "ray", "10.0.0.5:6379", 0.5,
+    )  # fmt: skip
+    cpu_actors = write(tmp_path, '[cluster]\nbackend = "ray"\ngpus_per_worker = 0\n')
+    with pytest.raises(ConfigError, match=r"cluster.gpus_per_worker = 0 .* needs cluster.workers"):
+        load_config(cpu_actors, env={})
+    with pytest.raises(ConfigError, match=r"cluster.backend = 'celery': must be one of"):
+        load_config(write(tmp_path, '[cluster]\nbackend = "celery"\n'), env={})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from backend.domain import GenerationParams
@@ -34,3 +35,22 @@ async def test_write_png_is_atomic_and_readable(tmp_path: Path) -> None:
     with Image.open(target) as image:
         assert (image.size, image.getpixel((0, 0))) == ((32, 16), (1, 2, 3))
     assert [p.name for p in target.parent.iterdir()] == ["job.png"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("prompt", ["a red fox in snow", "雪中的红狐狸 🦊"])
+async def test_png_bytes_from_an_actor_get_the_parameters_chunk(
+    tmp_path: Path, prompt: str
+) -> None:
+    from backend.images import decode_png, encode_png, with_parameters
+
+    image = Image.new("RGB", (24, 16), (9, 8, 7))
+    png = encode_png(image)
+    text = f"{prompt}\nSteps: 2, Seed: 5"
+    target = tmp_path / "outputs" / "day" / "job.png"
+    await write_png(image, target, text, png)
+    assert read_parameters(target) == text  # tEXt for Latin-1, iTXt (UTF-8) otherwise
+    assert target.read_bytes() == with_parameters(png, text)
+    with Image.open(target) as written:
+        assert written.tobytes() == decode_png(png).tobytes() == image.tobytes()
+    with pytest.raises(ValueError):
+        with_parameters(b"GIF89a" + png[6:], text)

@@ -235,3 +235,25 @@ def test_status_shows_the_background_optimization() -> None:
     assert render_optimization(optimized, "en") == "Optimized: compiled in 17.1 s (warm cache)"
     assert render_optimization(failed, "en").endswith("inductor: out of memory")
     assert render_optimization(OptimizationState(), "en") == ""
+
+
+def test_status_names_each_ray_actor_with_its_node_and_restarts() -> None:
+    from bots.render import render_engine
+
+    placed = EngineState(
+        device="ray-1 (GPU 3)", device_name="NVIDIA H200", node="gpu-box-2 10.0.0.7",
+        warmed_up=True,
+    )  # fmt: skip
+    restarted = EngineState(device="ray-2 (GPU 0)", node="gpu-box-3 10.0.0.8", restarts=2)
+    assert render_engine(placed, "en")[:3] == [
+        "Engine ray-1 (GPU 3) NVIDIA H200",
+        "Node: gpu-box-2 10.0.0.7",
+        "Ready",
+    ]
+    assert render_engine(restarted, "en")[1] == (
+        "Node: gpu-box-3 10.0.0.8 (its process was restarted 2 times)"
+    )
+    assert render_engine(restarted, "zh")[1] == "节点：gpu-box-3 10.0.0.8（进程已重启 2 次）"
+    once = EngineState(device="ray-2 (GPU 0)", node="n 10.0.0.8", restarts=1)
+    assert render_engine(once, "en")[1] == "Node: n 10.0.0.8 (its process was restarted once)"
+    assert render_engine(EngineState(device="cuda:0"), "en")[1].startswith("Loading")
