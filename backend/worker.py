@@ -269,7 +269,10 @@ class Worker:
                 await self._sink.cancelled(self, active)
         except WorkerLost as exc:
             self.lost = True
-            await self._sink.lost(self, active, exc.ran, exc.detail)
+            if active.cancel.is_set() and not active.stopping and active.stalled_at is None:
+                await self._sink.cancelled(self, active)  # a user's cancel, then it died
+            else:
+                await self._sink.lost(self, active, exc.ran, exc.detail)
         except EngineError as exc:
             await self._sink.failed(self, active, exc.key, exc.detail)
         except Exception as exc:

@@ -14,9 +14,11 @@ ends, must not start them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
+from pathlib import Path
 from typing import Any
 
 from backend.cluster.actor import EngineBuilder, GpuWorker, diffsynth_engine
@@ -39,7 +41,19 @@ class RayCluster:
         self, cluster: ClusterConfig, settings: EngineSettings, build: EngineBuilder
     ) -> None:
         self._cluster = cluster
-        self._settings = settings
+        # Actors on other hosts start in other folders: paths travel absolute (the weights must
+        # be at the same absolute path on every GPU host, README "More GPUs on more hosts").
+        self._settings = dataclasses.replace(
+            settings,
+            engine=dataclasses.replace(
+                settings.engine,
+                models_dir=settings.engine.models_dir.absolute(),
+                dit_path=str(Path(settings.engine.dit_path).absolute())
+                if settings.engine.dit_path
+                else "",
+            ),
+            data_dir=settings.data_dir.absolute(),
+        )
         self._build = build
         self.engines: list[RayEngine] = []
         self._lock = threading.Lock()

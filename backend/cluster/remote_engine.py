@@ -3,7 +3,8 @@
 Every method blocks (the worker calls it from its own engine thread, never the event loop).
 ``load`` and ``generate`` read the actor's event streams (``backend.cluster.actor``); a cancel
 asked for on this side reaches the actor within ``POLL_S`` and the engine stops at its next step.
-When the actor's process dies, the call raises ``WorkerLost``: the worker hands the job back to
+When the actor's process dies (or is killed: a cancelled job whose actor stays silent for
+``CANCEL_KILL_S``, a hung GPU), the call raises ``WorkerLost``: the worker hands the job back to
 the queue and calls ``load`` again, which waits for Ray to restart the actor (``max_restarts``)
 and loads the model there. ``state`` is the actor's last reported state, refreshed every
 ``REFRESH_S`` by a small thread (a restart, a finished background compile) and labelled with the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +33,9 @@ REFRESH_S = 2.0  # how often the idle state is asked for
 CALL_TIMEOUT_S = 10.0  # a small call (state, describe of a placed actor) that takes longer: skip
 RESTART_POLL_S = 0.5  # how often a restarting actor is asked whether it is back
 LOAD_ATTEMPTS = 3  # an actor that dies while loading is waited for and asked again this often
+# A cancelled job whose actor sends nothing for this long is hung: the actor is killed (Ray
+# restarts it). Below the stall watchdog's grace (60 s), which would restart the whole service.
+CANCEL_KILL_S = 30.0
 
 
 class RayEngine:
@@ -115,14 +120,22 @@ class RayEngine:
     def generate(
         self, params: GenerationParams, on_step: StepCallback, cancelled: CancelCheck
     ) -> GenerationResult:
+        import ray
+
         stream = self._actor.generate.options(num_returns="streaming").remote(params)
-        asked = False
+        asked_at: float | None = None
         for event in _events(stream, ran=True, idle=lambda: None):
-            if not asked and cancelled():
+            if asked_at is None and cancelled():
                 self._actor.cancel.remote()
-                asked = True
+                asked_at = time.monotonic()
             kind = event[0]
             if kind == "idle":
+                if asked_at is not None and time.monotonic() - asked_at > CANCEL_KILL_S:
+                    # A hung engine (a stuck CUDA call): restart its process, not the service.
+                    log.error("%s: no answer %.0f s after a cancel; killing the actor",
+                              self._name, CANCEL_KILL_S)  # fmt: skip
+                    ray.kill(self._actor, no_restart=False)
+                    raise WorkerLost("killed: it did not stop after a cancel", ran=True)
                 continue
             if kind == "step":
                 on_step(event[1], event[2])

@@ -29,9 +29,11 @@ def paced_tiny_engine(settings: EngineSettings, device: str) -> Engine:
 
 
 class Paced:
-    """Delegates to a real engine; sleeps ``STEP_S`` after each step it reports."""
+    """Delegates to a real engine; sleeps ``STEP_S`` after each step it reports. A prompt that
+    contains ``HANG`` hangs after step 1 and ignores cancels (a stuck GPU call)."""
 
     STEP_S = 0.15
+    HANG = "[hang here]"
 
     def __init__(self, inner: Engine) -> None:
         self.inner = inner
@@ -49,6 +51,8 @@ class Paced:
         def step(done: int, total: int) -> None:
             on_step(done, total)
             time.sleep(self.STEP_S)
+            while self.HANG in params.prompt:
+                time.sleep(3600)
 
         return self.inner.generate(params, step, cancelled)
 

@@ -32,7 +32,7 @@ from tests.backend.helpers import (
     requester,
     with_section,
 )
-from tests.cluster.engines import paced_tiny_engine
+from tests.cluster.engines import Paced, paced_tiny_engine
 
 pytestmark = [
     pytest.mark.xdist_group("ray"),
@@ -167,3 +167,23 @@ async def test_killed_actor_job_runs_again_once_and_the_actor_comes_back(
     again = await service.submit(request("after the restart", user="eve", steps=2))
     done = await collect(service.subscribe(again.job.id), JOB_TIMEOUT_S)
     assert isinstance(done[-1], Succeeded), done
+
+
+async def test_a_hung_actor_is_killed_after_a_cancel_and_comes_back(
+    ray_service: tuple[Service, RayCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.cluster import remote_engine
+
+    monkeypatch.setattr(remote_engine, "CANCEL_KILL_S", 2.0)
+    service, _ = ray_service
+    stuck = await service.submit(request(f"a stuck GPU {Paced.HANG}", user="fay", steps=20))
+    events = service.subscribe(stuck.job.id)
+    await first_matching(events, lambda e: isinstance(e, Progress))
+    await service.cancel(stuck.job.id, requester("fay"))
+    rest = await collect(events, JOB_TIMEOUT_S)
+    assert isinstance(rest[-1], Cancelled), rest  # the user's cancel stands; nothing re-queued
+    job = await service.job(stuck.job.id)
+    assert (job.status, job.attempts) == (JobStatus.CANCELLED, 0)
+    await wait_ready(service, 2)  # the killed actor was restarted and loaded again
+    status = await service.status(requester(ADMIN))
+    assert sum(e.restarts for e in status.engines) >= 1
