@@ -34,7 +34,7 @@ from backend.images import encode_png
 # Builds the engine inside the actor: (settings, device) → Engine. Must be importable by name in
 # the actor's process (a module-level function or class), as Ray pickles it by reference.
 EngineBuilder = Callable[[EngineSettings, str], Engine]
-POLL_S = 0.1  # how often a stream checks whether its engine call has ended
+_ENDED = object()  # put after an engine call's last item (by the call's done callback)
 
 
 def diffsynth_engine(settings: EngineSettings, device: str) -> Engine:
@@ -151,15 +151,11 @@ class GpuWorker:
 def _drain(
     call: Future[Any], items: queue.SimpleQueue[Any], event: Callable[[Any], tuple[Any, ...]]
 ) -> Iterator[tuple[Any, ...]]:
-    """Yield ``event(item)`` for each item the call puts in ``items`` until it has ended."""
-    while True:
-        try:
-            yield event(items.get(timeout=POLL_S))
-        except queue.Empty:
-            if call.done():
-                break
-    while not items.empty():  # reported just before the end
-        yield event(items.get())
+    """Yield ``event(item)`` for each item the call puts in ``items`` until it has ended (its
+    done callback queues ``_ENDED`` after everything the call itself put there)."""
+    call.add_done_callback(lambda _: items.put(_ENDED))
+    while (item := items.get()) is not _ENDED:
+        yield event(item)
 
 
 def _reason(error: BaseException) -> tuple[str, str]:

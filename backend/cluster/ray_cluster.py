@@ -139,7 +139,8 @@ class RayCluster:
 
         def hold(stop: threading.Event) -> None:
             try:
-                ray.init(
+                ray.init(  # a new Ray, even where RAY_ADDRESS or `ray start` point to one
+                    address="local",
                     include_dashboard=False,
                     object_store_memory=PRIVATE_OBJECT_STORE_BYTES,
                     **options,
