@@ -18,11 +18,16 @@ log = logging.getLogger(__name__)
 
 # Profiles whose DiT is resident on the GPU: their blocks can be made plain and compiled.
 RESIDENT_PROFILES = ("gpu", "gpu-fp8")
-# engine.compile_mode = "auto" is Inductor's default mode for both paths. Measured on an H200
-# (BENCHMARKS.md): max-autotune-no-cudagraphs makes the fp8 step 19 % faster but its cold compile
-# took 180 s alone and did not finish in 250 s beside a serving engine, against ~8-16 s.
-AUTO_MODE_FP8 = "default"
-AUTO_MODE_BF16 = "default"
+# Compile stages per engine.compile_mode (``backend.engine.optimize``): Inductor's default mode
+# first (seconds; swapped in as soon as its first size is ready), then max-autotune-no-cudagraphs
+# in the background (minutes on a cold cache, seconds from the saved artefacts), swapped in once
+# done. "auto" takes both stages on both paths; measured on an H200 in BENCHMARKS.md.
+AUTO_MODES_FP8: tuple[str, ...] = ("default", "max-autotune-no-cudagraphs")
+AUTO_MODES_BF16: tuple[str, ...] = ("default", "max-autotune-no-cudagraphs")
+MODES: dict[str, tuple[str, ...]] = {
+    "default": ("default",),
+    "max-autotune-no-cudagraphs": ("default", "max-autotune-no-cudagraphs"),
+}
 
 
 def prepare_fast_path(
@@ -76,16 +81,17 @@ class CompilePlan:
 
     def compile_settings(self) -> CompileSettings:
         engine, fp8 = self.settings.engine, self.fp8_compute
-        mode = engine.compile_mode
-        if mode == "auto":
-            mode = AUTO_MODE_FP8 if fp8 else AUTO_MODE_BF16
+        if engine.compile_mode == "auto":
+            modes = AUTO_MODES_FP8 if fp8 else AUTO_MODES_BF16
+        else:
+            modes = MODES[engine.compile_mode]
         label = f"{self.profile}, {'fp8 compute' if fp8 else 'bf16 compute'}"
         return CompileSettings(
             device=self.device,
             sizes=distinct_sizes(list(self.settings.compile_sizes)),
             text_tokens=engine.t5_max_tokens,
             label=label,
-            mode=mode,
+            modes=modes,
             backend=self.backend or "inductor",
             cache_dir=self.settings.data_dir.resolve() / "compile",
         )

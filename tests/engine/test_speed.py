@@ -5,6 +5,7 @@ auto order with fp8 compute. The GPU side is tests/gpu/test_speed_gpu.py."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import pytest
@@ -69,7 +70,7 @@ def test_compile_is_off_on_the_cpu_and_jobs_run_eager(one_size: Config) -> None:
     assert plan.why_not() == "engine.compile = false"
 
 
-def test_only_a_resident_dit_on_a_gpu_compiles_and_auto_mode_is_inductors_default(
+def test_only_a_resident_dit_on_a_gpu_compiles_and_auto_mode_is_default_then_max_autotune(
     one_size: Config,
 ) -> None:
     settings = EngineSettings.of(one_size)
@@ -78,9 +79,15 @@ def test_only_a_resident_dit_on_a_gpu_compiles_and_auto_mode_is_inductors_defaul
     plan = CompilePlan(settings, "cuda:0", "gpu-fp8", fp8_compute=True)
     assert plan.why_not() is None
     compile_settings = plan.compile_settings()
-    assert (compile_settings.label, compile_settings.mode) == ("gpu-fp8, fp8 compute", "default")
+    assert compile_settings.label == "gpu-fp8, fp8 compute"
+    assert compile_settings.modes == ("default", "max-autotune-no-cudagraphs")
     assert compile_settings.backend == "inductor"
     assert compile_settings.sizes == distinct_sizes(list(settings.compile_sizes))
+    bf16 = CompilePlan(settings, "cuda:0", "gpu", fp8_compute=False).compile_settings()
+    assert bf16.modes == ("default", "max-autotune-no-cudagraphs")
+    one_stage = EngineSettings.of(with_engine(one_size, compile_mode="default"))
+    plan = CompilePlan(one_stage, "cuda:0", "gpu", fp8_compute=False)
+    assert plan.compile_settings().modes == ("default",)
 
 
 def test_background_compile_takes_over_between_jobs_and_never_compiles_on_the_job_thread(
@@ -90,7 +97,8 @@ def test_background_compile_takes_over_between_jobs_and_never_compiles_on_the_jo
     eager.load(lambda _state: None)
     expected = run(eager, params())
     backend = CountingBackend()
-    engine = DiffsynthEngine(EngineSettings.of(one_size), "cpu", compile_backend=backend)
+    settings = EngineSettings.of(with_engine(one_size, compile_mode="default"))
+    engine = DiffsynthEngine(settings, "cpu", compile_backend=backend)
     reports: list[Any] = []
     engine.load(reports.append)
     assert reports[-1].ready  # ready before (or while) compiling
@@ -109,6 +117,86 @@ def test_background_compile_takes_over_between_jobs_and_never_compiles_on_the_jo
     assert backend.graphs == graphs  # nothing was compiled on the job's thread
     engine.close()
     assert engine.optimization().phase is Optimization.OFF or engine._optimizer is None
+
+
+class StagedBackend:
+    """A counting backend for two compile stages that holds the second stage's first graph until
+    ``release`` (or fails it), and records which stage's graphs ran."""
+
+    def __init__(self, first_stage_graphs: int, *, fail_second: bool = False) -> None:
+        self.first_stage_graphs = first_stage_graphs
+        self.fail_second = fail_second
+        self.graphs = 0
+        self.ran: list[int] = []  # stage (0 or 1) of every graph call
+        self.second_started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, graph: Any, _example_inputs: Any) -> Any:
+        self.graphs += 1
+        stage = 0 if self.graphs <= self.first_stage_graphs else 1
+        if stage == 1 and not self.second_started.is_set():
+            self.second_started.set()
+            assert self.release.wait(60)
+            if self.fail_second:
+                raise RuntimeError("autotuning failed")
+
+        def compiled(*args: Any) -> Any:
+            self.ran.append(stage)
+            return graph.forward(*args)
+
+        return compiled
+
+
+def staged_engine(one_size: Config, backend: StagedBackend) -> DiffsynthEngine:
+    settings = EngineSettings.of(with_engine(one_size, compile_mode="auto"))
+    engine = DiffsynthEngine(settings, "cpu", compile_backend=backend)
+    engine.load(lambda _state: None)
+    assert backend.second_started.wait(120)  # stage 0 is done, stage 1 is compiling
+    return engine
+
+
+def test_a_second_stage_compiles_while_the_first_serves_and_takes_over_between_jobs(
+    one_size: Config,
+) -> None:
+    eager = DiffsynthEngine(EngineSettings.of(with_engine(one_size, compile=False)), "cpu")
+    eager.load(lambda _state: None)
+    expected = run(eager, params())
+    backend = StagedBackend(first_stage_graphs=2)  # tiny DiT: one double and one single block
+    engine = staged_engine(one_size, backend)
+    state = engine.optimization()
+    assert (state.phase, state.sizes_done, state.sizes_total) == (Optimization.OPTIMIZING, 1, 2)
+    assert state.detail.endswith("; compiling max-autotune-no-cudagraphs in the background")
+    assert run(engine, params()) == expected  # the first stage serves meanwhile
+    assert backend.ran and set(backend.ran) == {0}
+    assert engine._optimizer.installed_mode == "default"
+    backend.release.set()
+    assert engine._optimizer.wait(120)
+    state = engine.optimization()
+    assert (state.phase, state.sizes_done, state.sizes_total) == (Optimization.OPTIMIZED, 2, 2)
+    assert "default then max-autotune-no-cudagraphs" in state.detail
+    modes = [stage["mode"] for stage in engine._optimizer.stages()]
+    assert modes == ["default", "max-autotune-no-cudagraphs"]
+    backend.ran.clear()
+    assert run(engine, params()) == expected  # swapped at the job's start: the second stage only
+    assert backend.ran and set(backend.ran) == {1}
+    assert engine._optimizer.installed_mode == "max-autotune-no-cudagraphs"
+    engine.close()
+
+
+def test_a_failed_second_stage_leaves_the_first_serving(one_size: Config) -> None:
+    backend = StagedBackend(first_stage_graphs=2, fail_second=True)
+    engine = staged_engine(one_size, backend)
+    backend.release.set()
+    assert engine._optimizer.wait(120)
+    state = engine.optimization()
+    assert state.phase is Optimization.OPTIMIZED
+    assert "max-autotune-no-cudagraphs failed" in state.detail
+    assert "autotuning failed" in state.detail
+    backend.ran.clear()
+    run(engine, params())
+    assert backend.ran and set(backend.ran) == {0}
+    assert engine._optimizer.installed_mode == "default"
+    engine.close()
 
 
 def test_the_prompt_cache_serves_rerolls_of_a_prompt(one_size: Config) -> None:
