@@ -517,9 +517,10 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
             out = _timed_image(engine, params, torch, result)  # one image on the first stage
         _wait_for_final(args, engine, result, t0)
     deadline = time.time() + args.run_budget_s
-    while len(result.images) < args.images or len(result.steady_images()) < 2:
+    least = 2 if optimizing else 1  # steady images
+    while len(result.images) < args.images or len(result.steady_images()) < least:
         out = _timed_image(engine, params, torch, result)
-        if len(result.steady_images()) >= 2 and time.time() > deadline:
+        if len(result.steady_images()) >= least and time.time() > deadline:
             break
         if len(result.images) >= args.images + 2:  # the last stage never came: stop anyway
             break

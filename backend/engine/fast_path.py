@@ -18,16 +18,15 @@ log = logging.getLogger(__name__)
 
 # Profiles whose DiT is resident on the GPU: their blocks can be made plain and compiled.
 RESIDENT_PROFILES = ("gpu", "gpu-fp8")
-# Compile stages per engine.compile_mode (``backend.engine.optimize``): Inductor's default mode
-# first (seconds; swapped in as soon as its first size is ready), then max-autotune-no-cudagraphs
-# in the background (minutes on a cold cache, seconds from the saved artefacts), swapped in once
-# done. "auto" takes both stages on both paths; measured on an H200 in BENCHMARKS.md.
-AUTO_MODES_FP8: tuple[str, ...] = ("default", "max-autotune-no-cudagraphs")
-AUTO_MODES_BF16: tuple[str, ...] = ("default", "max-autotune-no-cudagraphs")
-MODES: dict[str, tuple[str, ...]] = {
-    "default": ("default",),
-    "max-autotune-no-cudagraphs": ("default", "max-autotune-no-cudagraphs"),
-}
+# Compile stages per engine.compile_mode (``backend.engine.optimize`` compiles them in order and
+# swaps each in between jobs). Measured on an H200 (BENCHMARKS.md): a second stage in
+# max-autotune-no-cudagraphs, compiled in-process while the first stage serves, broke jobs on
+# torch 2.11 (FX tracing patches torch.nn.Module.__call__ and sets its tracing flag
+# process-wide), so both paths take Inductor's default mode alone. A later stage needs compiling
+# out of process (a tuning subprocess filling the shared Inductor cache) first.
+AUTO_MODES_FP8: tuple[str, ...] = ("default",)
+AUTO_MODES_BF16: tuple[str, ...] = ("default",)
+MODES: dict[str, tuple[str, ...]] = {"default": ("default",)}
 
 
 def prepare_fast_path(

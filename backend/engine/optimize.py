@@ -10,10 +10,12 @@ Lifecycle (one ``BlockOptimizer`` per engine)::
     optimizer.close()
 
 Stages (``CompileSettings.modes``): the first mode compiles in seconds (Inductor's ``default``)
-and is swapped in as soon as its first image size is ready; a later mode
-(``max-autotune-no-cudagraphs``: autotuned GEMM templates and tuned pointwise kernels, minutes
-on a cold cache) compiles after it, while the first stage serves, and is swapped in once all its
-sizes are ready. ``state()`` stays OPTIMIZING until the last stage is in (``sizes_done`` counts
+and is swapped in as soon as its first image size is ready; a later mode (e.g.
+``max-autotune-no-cudagraphs``) compiles after it, while the first stage serves, and is swapped in
+once all its sizes are ready. The product uses one stage (``fast_path``): on torch 2.11 a
+max-autotune compile in this process broke the serving thread's jobs (FX tracing patches
+``torch.nn.Module.__call__`` process-wide), so a later stage must first be compiled out of
+process. ``state()`` stays OPTIMIZING until the last stage is in (``sizes_done`` counts
 sizes over all stages); a later stage that fails leaves the earlier one serving.
 
 How the swap stays safe:
@@ -173,7 +175,7 @@ class BlockOptimizer:
 
     def start(self) -> None:
         """Start the background compile (a daemon thread: a stopping process does not wait)."""
-        _allow_recompiles(self._torch, 2 * len(self._settings.sizes))
+        configure_dynamo(self._torch, 2 * len(self._settings.sizes))
         self._thread = threading.Thread(
             target=self._run, name=f"majicbot-compile-{self._settings.device}", daemon=True
         )
@@ -337,12 +339,22 @@ def _mode(settings: CompileSettings, mode: str) -> str | None:
     return mode if settings.backend == "inductor" else None
 
 
-def _allow_recompiles(torch: Any, graphs: int) -> None:
-    """Each stage caches one graph per block kind and size on its code object: let them all in
-    (Dynamo's limit, 8 by default, is exactly 2 kinds × 4 sizes)."""
+def configure_dynamo(torch: Any, graphs: int) -> None:
+    """Process-wide Dynamo settings the background compile needs.
+
+    - Each stage caches one graph per block kind and size on its code object: let them all in
+      (Dynamo's limit, 8 by default, is exactly 2 kinds × 4 sizes).
+    - While the compile thread traces a later size with FX (AOTAutograd's make_fx), torch 2.11's
+      "is FX tracing" flag is process-wide, so a job calling an already installed run-only block
+      saw it and raised "Detected that you are using FX to symbolically trace a dynamo-optimized
+      function" (seen on an H200). ``error_on_nested_fx_trace = False`` makes such a call run the
+      block eagerly instead (same function; torch 2.14 keeps the flag per thread).
+    """
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(int(getattr(config, name)), graphs + 2))
+    if hasattr(config, "error_on_nested_fx_trace"):
+        config.error_on_nested_fx_trace = False
 
 
 def cache_key(torch: Any, settings: CompileSettings) -> str:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backend.config import Config, EngineSettings
+from backend.config import Config, EngineSettings, load_config
 from backend.domain import GenerationParams, Optimization
 from backend.engine.diffsynth_engine import DiffsynthEngine
 from backend.engine.fast_path import CompilePlan
@@ -18,6 +19,7 @@ from backend.engine.fp8 import fp8_compute_refusal
 from backend.engine.optimize import distinct_sizes, image_tokens
 from backend.engine.profiles import AUTO_ORDER, choose_profile
 from backend.engine.prompt_cache import PromptCache
+from backend.errors import ConfigError
 from tests.engine.test_profiles import FLUX, GPU, card
 
 PROMPT = "a photo of a cat"
@@ -70,7 +72,7 @@ def test_compile_is_off_on_the_cpu_and_jobs_run_eager(one_size: Config) -> None:
     assert plan.why_not() == "engine.compile = false"
 
 
-def test_only_a_resident_dit_on_a_gpu_compiles_and_auto_mode_is_default_then_max_autotune(
+def test_only_a_resident_dit_on_a_gpu_compiles_in_inductors_default_mode(
     one_size: Config,
 ) -> None:
     settings = EngineSettings.of(one_size)
@@ -80,14 +82,21 @@ def test_only_a_resident_dit_on_a_gpu_compiles_and_auto_mode_is_default_then_max
     assert plan.why_not() is None
     compile_settings = plan.compile_settings()
     assert compile_settings.label == "gpu-fp8, fp8 compute"
-    assert compile_settings.modes == ("default", "max-autotune-no-cudagraphs")
+    assert compile_settings.modes == ("default",)
     assert compile_settings.backend == "inductor"
     assert compile_settings.sizes == distinct_sizes(list(settings.compile_sizes))
     bf16 = CompilePlan(settings, "cuda:0", "gpu", fp8_compute=False).compile_settings()
-    assert bf16.modes == ("default", "max-autotune-no-cudagraphs")
+    assert bf16.modes == ("default",)
     one_stage = EngineSettings.of(with_engine(one_size, compile_mode="default"))
     plan = CompilePlan(one_stage, "cuda:0", "gpu", fp8_compute=False)
     assert plan.compile_settings().modes == ("default",)
+
+
+def test_max_autotune_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[engine]\ncompile_mode = "max-autotune-no-cudagraphs"\n')
+    with pytest.raises(ConfigError, match="compile_mode"):
+        load_config(path, env={}, require_tokens=False)
 
 
 def test_background_compile_takes_over_between_jobs_and_never_compiles_on_the_job_thread(
@@ -147,7 +156,14 @@ class StagedBackend:
         return compiled
 
 
-def staged_engine(one_size: Config, backend: StagedBackend) -> DiffsynthEngine:
+TWO_STAGES = ("default", "max-autotune-no-cudagraphs")
+
+
+def staged_engine(
+    one_size: Config, backend: StagedBackend, monkeypatch: pytest.MonkeyPatch
+) -> DiffsynthEngine:
+    """An engine whose auto mode compiles two stages (the product compiles one; see fast_path)."""
+    monkeypatch.setattr("backend.engine.fast_path.AUTO_MODES_BF16", TWO_STAGES)
     settings = EngineSettings.of(with_engine(one_size, compile_mode="auto"))
     engine = DiffsynthEngine(settings, "cpu", compile_backend=backend)
     engine.load(lambda _state: None)
@@ -156,13 +172,13 @@ def staged_engine(one_size: Config, backend: StagedBackend) -> DiffsynthEngine:
 
 
 def test_a_second_stage_compiles_while_the_first_serves_and_takes_over_between_jobs(
-    one_size: Config,
+    one_size: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     eager = DiffsynthEngine(EngineSettings.of(with_engine(one_size, compile=False)), "cpu")
     eager.load(lambda _state: None)
     expected = run(eager, params())
     backend = StagedBackend(first_stage_graphs=2)  # tiny DiT: one double and one single block
-    engine = staged_engine(one_size, backend)
+    engine = staged_engine(one_size, backend, monkeypatch)
     state = engine.optimization()
     assert (state.phase, state.sizes_done, state.sizes_total) == (Optimization.OPTIMIZING, 1, 2)
     assert state.detail.endswith("; compiling max-autotune-no-cudagraphs in the background")
@@ -183,9 +199,11 @@ def test_a_second_stage_compiles_while_the_first_serves_and_takes_over_between_j
     engine.close()
 
 
-def test_a_failed_second_stage_leaves_the_first_serving(one_size: Config) -> None:
+def test_a_failed_second_stage_leaves_the_first_serving(
+    one_size: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend = StagedBackend(first_stage_graphs=2, fail_second=True)
-    engine = staged_engine(one_size, backend)
+    engine = staged_engine(one_size, backend, monkeypatch)
     backend.release.set()
     assert engine._optimizer.wait(120)
     state = engine.optimization()

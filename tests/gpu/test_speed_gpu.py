@@ -2,8 +2,8 @@
 and its swap, and the numerical guard of fp8 against bf16.
 
 Run after ``python -m bench.gpu`` on the same machine and the compile is warm (same data dir:
-``.bench/work/data``, or ``$MAJICBOT_GPU_DATA`` for a bench run with another ``--work``); on a
-cold cache the max-autotune stage takes minutes more.
+``.bench/work/data``, or ``$MAJICBOT_GPU_DATA`` for a bench run with another ``--work``); cold it
+takes about a quarter of a minute more.
 """
 
 from __future__ import annotations
@@ -97,7 +97,6 @@ def test_fast_profile_is_ready_before_it_is_compiled(fast: DiffsynthEngine) -> N
     assert "Fp8Linear" in linears and "AutoWrappedLinear" not in linears
 
 
-@pytest.mark.timeout(900)  # a cold max-autotune stage takes minutes
 def test_background_compile_takes_over_between_jobs(
     fast: DiffsynthEngine, torch_cuda: Any, gpu_report: dict[str, Any]
 ) -> None:
@@ -105,12 +104,12 @@ def test_background_compile_takes_over_between_jobs(
     optimizer = fast._optimizer
     assert optimizer is not None
     modes = optimizer._settings.modes
-    assert modes == ("default", "max-autotune-no-cudagraphs")  # engine.compile_mode = "auto"
+    assert modes == ("default",)  # engine.compile_mode = "auto"
     started = time.perf_counter()
     eager = _run(fast)  # served at once, whatever the compile is doing
     entry["job_while_optimizing_s"] = time.perf_counter() - started
     entry["served_by_first_job"] = optimizer.installed_mode
-    assert optimizer.wait(800)
+    assert optimizer.wait(240)
     state = fast.optimization()
     entry["optimization"] = dataclasses.asdict(state)
     entry["stages"] = optimizer.stages()
