@@ -65,11 +65,10 @@ class EngineConfig:
     # background thread; jobs run eager until the compiled path takes over (never blocks
     # readiness). Artefacts persist under <storage.data_dir>/compile. Ignored on the CPU.
     compile: bool = True
-    # "auto" = Inductor's "default" (compiles in seconds); "max-autotune-no-cudagraphs" gives
-    # faster fp8 kernels after minutes of background compile (BENCHMARKS.md).
-    compile_mode: str = field(
-        default="auto", metadata=_choice("auto", "default", "max-autotune-no-cudagraphs")
-    )
+    # "auto" = "default": Inductor's default mode, compiled in seconds beside the serving engine.
+    # max-autotune is not offered: compiled in-process beside a serving engine it broke jobs on
+    # torch 2.11 (FX tracing patches torch.nn.Module.__call__ process-wide; BENCHMARKS.md).
+    compile_mode: str = field(default="auto", metadata=_choice("auto", "default"))
     # fp8 weights *and* fp8 matmuls for the DiT (lossy; cards of compute capability >= 8.9):
     # gpu-fp8 computes in fp8 and auto prefers it. Elsewhere refused with a note in /status.
     fp8_compute: bool = False

@@ -156,7 +156,7 @@ def compile_blocks(torch: Any, dit: Any, mode: str, label: str) -> dict[str, Any
     """The product's BlockOptimizer (background thread), then the run-only swap."""
     from backend.engine.optimize import BlockOptimizer, CompileSettings
 
-    settings = CompileSettings("cuda:0", ((SIZE, SIZE),), TEXT, label, mode=mode)
+    settings = CompileSettings("cuda:0", ((SIZE, SIZE),), TEXT, label, modes=(mode,))
     counters = torch._dynamo.utils.counters
     graphs_before = counters["stats"]["unique_graphs"]
     started = time.perf_counter()

@@ -12,7 +12,15 @@ PROCESS:
   (``DiffsynthEngine``, as ``backend.engine.factory.make_engines`` builds it) with that profile
   forced; ``<profile>-before`` (e.g. ``lowvram-before``) is the same with the engine's pinned
   streaming fix off (``pinned_streaming=False``, ``backend.engine.streaming``), so one run
-  measures before and after on the same machine.
+  measures before and after on the same machine; ``-restart`` is a second fresh process on the
+  same data dir (compile artefacts warm), ``-eager`` the same with ``engine.compile = false``.
+
+Compiled runs (``gpu``, ``gpu-fp8``): the first image is served eager while the background compile
+runs; then the bench waits for the first compile stage (``--compile-timeout-s``), times one image
+on it if a later stage is still compiling, waits for the last stage (``--final-timeout-s``,
+``--restart-final-timeout-s`` for ``-restart`` runs) and times the steady images on it. Each
+image records the stage that served it; ``steady_by_mode`` has the medians per stage and
+``compile_stages`` when each stage could be swapped in (seconds after process start).
 
 Per run: time to ready (process start → load and warm-up done) with per-component load seconds;
 first image and steady seconds per image (median) with the text-encode / denoise / decode split;
@@ -192,6 +200,7 @@ class ImageTiming:
     decode_s: float
     steps: int
     peak_allocated_bytes: int
+    compiled_mode: str = ""  # the compile stage that served this image ("" = eager)
 
 
 @dataclass
@@ -204,6 +213,9 @@ class RunResult:
     compiled_ready_s: float | None = None  # process start -> compiled path installable
     compile_wall_s: float | None = None  # engine ready -> compiled path installable
     compile_cache: str = ""
+    compile_stages: list[dict[str, Any]] = field(default_factory=list)
+    final_mode: str = ""  # the last compile stage (steady images are the ones it served)
+    final_ready_s: float | None = None  # process start -> last stage installable
     optimization: dict[str, Any] = field(default_factory=dict)
     first_image_compiled: bool = False
     sdpa_backend: str = ""
@@ -230,18 +242,36 @@ class RunResult:
     def first_image_s(self) -> float | None:
         return self.images[0].wall_s if self.images else None
 
+    def steady_images(self) -> list[ImageTiming]:
+        """Images after the first; with compile, only those the last stage served."""
+        later = self.images[1:]
+        if self.final_mode:
+            return [i for i in later if i.compiled_mode == self.final_mode]
+        return later
+
     @property
     def steady_s(self) -> float | None:
-        return median([i.wall_s for i in self.images[1:]])
+        return median([i.wall_s for i in self.steady_images()])
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
+        steady = self.steady_images()
         data["first_image_s"] = self.first_image_s
         data["steady_s_per_image"] = self.steady_s
         for part in ("text_encode_s", "denoise_s", "decode_s"):
-            data[f"steady_{part}"] = median([getattr(i, part) for i in self.images[1:]])
-        per_step = [i.denoise_s / i.steps for i in self.images[1:] if i.steps]
-        data["steady_s_per_step"] = median(per_step)
+            data[f"steady_{part}"] = median([getattr(i, part) for i in steady])
+        data["steady_s_per_step"] = median([i.denoise_s / i.steps for i in steady if i.steps])
+        by_mode: dict[str, list[ImageTiming]] = {}
+        for image in self.images[1:]:
+            by_mode.setdefault(image.compiled_mode or "eager", []).append(image)
+        data["steady_by_mode"] = {
+            mode: {
+                "images": len(images),
+                "s_per_image": median([i.wall_s for i in images]),
+                "s_per_step": median([i.denoise_s / i.steps for i in images if i.steps]),
+            }
+            for mode, images in by_mode.items()
+        }
         return data
 
 
@@ -479,28 +509,20 @@ def child_engine(args: argparse.Namespace, t0: float, result: RunResult) -> None
     params = GenerationParams(PROMPT, SEED, steps, args.size, args.size, 3.5)
     optimizing = engine.optimization().phase.value == "optimizing"
     result.compile = optimizing
+    out = _timed_image(engine, params, torch, result)  # eager, while the compile runs beside it
+    if optimizing:
+        _wait_for_compile(args, engine, result, t0)  # the first stage
+        optimizer = engine._optimizer
+        if optimizer is not None and len(optimizer._settings.modes) > 1 and not _all_ready(engine):
+            out = _timed_image(engine, params, torch, result)  # one image on the first stage
+        _wait_for_final(args, engine, result, t0)
     deadline = time.time() + args.run_budget_s
-    for i in range(args.images):
-        if i == 1 and optimizing:
-            _wait_for_compile(args, engine, result, t0)
-            deadline = time.time() + args.run_budget_s
-        torch.cuda.reset_peak_memory_stats()
-        begin = time.perf_counter()
-        out = engine.generate(params, lambda _s, _t: None, lambda: False)
-        end = time.perf_counter()
-        t = out.timings
-        result.images.append(
-            ImageTiming(
-                wall_s=end - begin,
-                text_encode_s=t.text_encode_s,
-                denoise_s=t.denoise_s,
-                decode_s=t.decode_s,
-                steps=steps,
-                peak_allocated_bytes=torch.cuda.max_memory_allocated(),
-            )
-        )
-        result.image_checksum = _checksum(out.image)
-        if i >= 1 and time.time() > deadline:
+    least = 2 if optimizing else 1  # steady images
+    while len(result.images) < args.images or len(result.steady_images()) < least:
+        out = _timed_image(engine, params, torch, result)
+        if len(result.steady_images()) >= least and time.time() > deadline:
+            break
+        if len(result.images) >= args.images + 2:  # the last stage never came: stop anyway
             break
     _finish_memory(result, torch)
     _save_image(args, result.run, steps, out.image)
@@ -524,6 +546,57 @@ def _wait_for_compile(args: argparse.Namespace, engine: Any, result: RunResult, 
     if compiled:
         result.compiled_ready_s = time.time() - t0
         result.compile_wall_s = time.time() - ready_at + (result.first_image_s or 0)
+
+
+def _timed_image(engine: Any, params: Any, torch: Any, result: RunResult) -> Any:
+    """One image through the engine, timed; returns the pipeline's result."""
+    torch.cuda.reset_peak_memory_stats()
+    begin = time.perf_counter()
+    out = engine.generate(params, lambda _s, _t: None, lambda: False)
+    end = time.perf_counter()
+    t = out.timings
+    optimizer = engine._optimizer
+    result.images.append(
+        ImageTiming(
+            wall_s=end - begin,
+            text_encode_s=t.text_encode_s,
+            denoise_s=t.denoise_s,
+            decode_s=t.decode_s,
+            steps=params.steps,
+            peak_allocated_bytes=torch.cuda.max_memory_allocated(),
+            compiled_mode=(optimizer.installed_mode or "") if optimizer is not None else "",
+        )
+    )
+    result.image_checksum = _checksum(out.image)
+    return out
+
+
+def _all_ready(engine: Any) -> bool:
+    optimizer = engine._optimizer
+    stages = optimizer.stages() if optimizer is not None else []
+    return len(stages) == len(optimizer._settings.modes) and all(s["ready"] for s in stages)
+
+
+def _wait_for_final(args: argparse.Namespace, engine: Any, result: RunResult, t0: float) -> None:
+    """Wait (up to ``--final-timeout-s``) for every compile stage; record each stage's times."""
+    optimizer = engine._optimizer
+    if optimizer is None:
+        return
+    result.final_mode = optimizer._settings.modes[-1]
+    restart = result.run.endswith(RESTART)
+    optimizer.wait(args.restart_final_timeout_s if restart else args.final_timeout_s)
+    stages = optimizer.stages()
+    for stage in stages:
+        ready_at = stage.pop("ready_at")
+        stage["ready_after_start_s"] = None if ready_at is None else ready_at - t0
+    result.compile_stages = stages
+    state = engine.optimization()
+    result.optimization = {k: str(v) for k, v in dataclasses.asdict(state).items()}
+    final = [s for s in stages if s["mode"] == result.final_mode and s["ready"]]
+    if final:
+        result.final_ready_s = final[-1]["ready_after_start_s"]
+    else:  # not done in time: the steady images are the first stage's
+        result.final_mode = optimizer.installed_mode or ""
 
 
 def _no_step(_step: int, _total: int) -> None:
@@ -632,6 +705,10 @@ def run_child(run: str, args: argparse.Namespace) -> dict[str, Any]:
         str(args.busy_jobs),
         "--compile-timeout-s",
         str(args.compile_timeout_s),
+        "--final-timeout-s",
+        str(args.final_timeout_s),
+        "--restart-final-timeout-s",
+        str(args.restart_final_timeout_s),
     ]
     env = {**os.environ, "BENCH_T0": repr(time.time()), "PYTHONUNBUFFERED": "1"}
     with (args.work / f"run-{run}.log").open("w") as log, DeviceMemoryPoller() as poller:
@@ -806,6 +883,18 @@ def _compile_rows(runs: dict[str, Any]) -> list[str]:
                 f"sdpa {r.get('sdpa_backend')}; "
                 f"{r.get('optimization', {}).get('detail', '')}"
             )
+            stages = [
+                f"{s['mode']} ready {_fmt(s.get('ready_after_start_s'))} s after start "
+                f"(compiled in {_fmt(s.get('seconds'))} s)"
+                for s in r.get("compile_stages", [])
+            ]
+            by_mode = [
+                f"{mode} {_fmt(m.get('s_per_image'), ' s', 2)} ({_fmt(m.get('s_per_step'), '', 3)}"
+                f" s/step, {m.get('images')} images)"
+                for mode, m in r.get("steady_by_mode", {}).items()
+            ]
+            stage_text = "; ".join(stages) or "—"
+            rows.append(f"{name}: stages: {stage_text}; by mode: {', '.join(by_mode)}")
         busy = r.get("busy_queue")
         if busy:
             rows.append(
@@ -945,6 +1034,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--busy-jobs", type=int, default=10)
     parser.add_argument(
         "--compile-timeout-s", type=float, default=300, help="wait this long for the compiled path"
+    )
+    parser.add_argument(
+        "--final-timeout-s",
+        type=float,
+        default=300,
+        help="then wait this long for the last compile stage (max-autotune)",
+    )
+    parser.add_argument(
+        "--restart-final-timeout-s",
+        type=float,
+        default=120,
+        help="the same for *-restart runs (their artefacts are warm)",
     )
     parser.add_argument("--tokenizers-from", type=Path, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)

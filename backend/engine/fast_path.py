@@ -18,11 +18,15 @@ log = logging.getLogger(__name__)
 
 # Profiles whose DiT is resident on the GPU: their blocks can be made plain and compiled.
 RESIDENT_PROFILES = ("gpu", "gpu-fp8")
-# engine.compile_mode = "auto" is Inductor's default mode for both paths. Measured on an H200
-# (BENCHMARKS.md): max-autotune-no-cudagraphs makes the fp8 step 19 % faster but its cold compile
-# took 180 s alone and did not finish in 250 s beside a serving engine, against ~8-16 s.
-AUTO_MODE_FP8 = "default"
-AUTO_MODE_BF16 = "default"
+# Compile stages per engine.compile_mode (``backend.engine.optimize`` compiles them in order and
+# swaps each in between jobs). Measured on an H200 (BENCHMARKS.md): a second stage in
+# max-autotune-no-cudagraphs, compiled in-process while the first stage serves, broke jobs on
+# torch 2.11 (FX tracing patches torch.nn.Module.__call__ and sets its tracing flag
+# process-wide), so both paths take Inductor's default mode alone. A later stage needs compiling
+# out of process (a tuning subprocess filling the shared Inductor cache) first.
+AUTO_MODES_FP8: tuple[str, ...] = ("default",)
+AUTO_MODES_BF16: tuple[str, ...] = ("default",)
+MODES: dict[str, tuple[str, ...]] = {"default": ("default",)}
 
 
 def prepare_fast_path(
@@ -76,16 +80,17 @@ class CompilePlan:
 
     def compile_settings(self) -> CompileSettings:
         engine, fp8 = self.settings.engine, self.fp8_compute
-        mode = engine.compile_mode
-        if mode == "auto":
-            mode = AUTO_MODE_FP8 if fp8 else AUTO_MODE_BF16
+        if engine.compile_mode == "auto":
+            modes = AUTO_MODES_FP8 if fp8 else AUTO_MODES_BF16
+        else:
+            modes = MODES[engine.compile_mode]
         label = f"{self.profile}, {'fp8 compute' if fp8 else 'bf16 compute'}"
         return CompileSettings(
             device=self.device,
             sizes=distinct_sizes(list(self.settings.compile_sizes)),
             text_tokens=engine.t5_max_tokens,
             label=label,
-            mode=mode,
+            modes=modes,
             backend=self.backend or "inductor",
             cache_dir=self.settings.data_dir.resolve() / "compile",
         )

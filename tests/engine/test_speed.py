@@ -5,11 +5,13 @@ auto order with fp8 compute. The GPU side is tests/gpu/test_speed_gpu.py."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backend.config import Config, EngineSettings
+from backend.config import Config, EngineSettings, load_config
 from backend.domain import GenerationParams, Optimization
 from backend.engine.diffsynth_engine import DiffsynthEngine
 from backend.engine.fast_path import CompilePlan
@@ -17,6 +19,7 @@ from backend.engine.fp8 import fp8_compute_refusal
 from backend.engine.optimize import distinct_sizes, image_tokens
 from backend.engine.profiles import AUTO_ORDER, choose_profile
 from backend.engine.prompt_cache import PromptCache
+from backend.errors import ConfigError
 from tests.engine.test_profiles import FLUX, GPU, card
 
 PROMPT = "a photo of a cat"
@@ -69,7 +72,7 @@ def test_compile_is_off_on_the_cpu_and_jobs_run_eager(one_size: Config) -> None:
     assert plan.why_not() == "engine.compile = false"
 
 
-def test_only_a_resident_dit_on_a_gpu_compiles_and_auto_mode_is_inductors_default(
+def test_only_a_resident_dit_on_a_gpu_compiles_in_inductors_default_mode(
     one_size: Config,
 ) -> None:
     settings = EngineSettings.of(one_size)
@@ -78,9 +81,22 @@ def test_only_a_resident_dit_on_a_gpu_compiles_and_auto_mode_is_inductors_defaul
     plan = CompilePlan(settings, "cuda:0", "gpu-fp8", fp8_compute=True)
     assert plan.why_not() is None
     compile_settings = plan.compile_settings()
-    assert (compile_settings.label, compile_settings.mode) == ("gpu-fp8, fp8 compute", "default")
+    assert compile_settings.label == "gpu-fp8, fp8 compute"
+    assert compile_settings.modes == ("default",)
     assert compile_settings.backend == "inductor"
     assert compile_settings.sizes == distinct_sizes(list(settings.compile_sizes))
+    bf16 = CompilePlan(settings, "cuda:0", "gpu", fp8_compute=False).compile_settings()
+    assert bf16.modes == ("default",)
+    one_stage = EngineSettings.of(with_engine(one_size, compile_mode="default"))
+    plan = CompilePlan(one_stage, "cuda:0", "gpu", fp8_compute=False)
+    assert plan.compile_settings().modes == ("default",)
+
+
+def test_max_autotune_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[engine]\ncompile_mode = "max-autotune-no-cudagraphs"\n')
+    with pytest.raises(ConfigError, match="compile_mode"):
+        load_config(path, env={}, require_tokens=False)
 
 
 def test_background_compile_takes_over_between_jobs_and_never_compiles_on_the_job_thread(
@@ -90,7 +106,8 @@ def test_background_compile_takes_over_between_jobs_and_never_compiles_on_the_jo
     eager.load(lambda _state: None)
     expected = run(eager, params())
     backend = CountingBackend()
-    engine = DiffsynthEngine(EngineSettings.of(one_size), "cpu", compile_backend=backend)
+    settings = EngineSettings.of(with_engine(one_size, compile_mode="default"))
+    engine = DiffsynthEngine(settings, "cpu", compile_backend=backend)
     reports: list[Any] = []
     engine.load(reports.append)
     assert reports[-1].ready  # ready before (or while) compiling
@@ -109,6 +126,95 @@ def test_background_compile_takes_over_between_jobs_and_never_compiles_on_the_jo
     assert backend.graphs == graphs  # nothing was compiled on the job's thread
     engine.close()
     assert engine.optimization().phase is Optimization.OFF or engine._optimizer is None
+
+
+class StagedBackend:
+    """A counting backend for two compile stages that holds the second stage's first graph until
+    ``release`` (or fails it), and records which stage's graphs ran."""
+
+    def __init__(self, first_stage_graphs: int, *, fail_second: bool = False) -> None:
+        self.first_stage_graphs = first_stage_graphs
+        self.fail_second = fail_second
+        self.graphs = 0
+        self.ran: list[int] = []  # stage (0 or 1) of every graph call
+        self.second_started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, graph: Any, _example_inputs: Any) -> Any:
+        self.graphs += 1
+        stage = 0 if self.graphs <= self.first_stage_graphs else 1
+        if stage == 1 and not self.second_started.is_set():
+            self.second_started.set()
+            assert self.release.wait(60)
+            if self.fail_second:
+                raise RuntimeError("autotuning failed")
+
+        def compiled(*args: Any) -> Any:
+            self.ran.append(stage)
+            return graph.forward(*args)
+
+        return compiled
+
+
+TWO_STAGES = ("default", "max-autotune-no-cudagraphs")
+
+
+def staged_engine(
+    one_size: Config, backend: StagedBackend, monkeypatch: pytest.MonkeyPatch
+) -> DiffsynthEngine:
+    """An engine whose auto mode compiles two stages (the product compiles one; see fast_path)."""
+    monkeypatch.setattr("backend.engine.fast_path.AUTO_MODES_BF16", TWO_STAGES)
+    settings = EngineSettings.of(with_engine(one_size, compile_mode="auto"))
+    engine = DiffsynthEngine(settings, "cpu", compile_backend=backend)
+    engine.load(lambda _state: None)
+    assert backend.second_started.wait(120)  # stage 0 is done, stage 1 is compiling
+    return engine
+
+
+def test_a_second_stage_compiles_while_the_first_serves_and_takes_over_between_jobs(
+    one_size: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eager = DiffsynthEngine(EngineSettings.of(with_engine(one_size, compile=False)), "cpu")
+    eager.load(lambda _state: None)
+    expected = run(eager, params())
+    backend = StagedBackend(first_stage_graphs=2)  # tiny DiT: one double and one single block
+    engine = staged_engine(one_size, backend, monkeypatch)
+    state = engine.optimization()
+    assert (state.phase, state.sizes_done, state.sizes_total) == (Optimization.OPTIMIZING, 1, 2)
+    assert state.detail.endswith("; compiling max-autotune-no-cudagraphs in the background")
+    assert run(engine, params()) == expected  # the first stage serves meanwhile
+    assert backend.ran and set(backend.ran) == {0}
+    assert engine._optimizer.installed_mode == "default"
+    backend.release.set()
+    assert engine._optimizer.wait(120)
+    state = engine.optimization()
+    assert (state.phase, state.sizes_done, state.sizes_total) == (Optimization.OPTIMIZED, 2, 2)
+    assert "default then max-autotune-no-cudagraphs" in state.detail
+    modes = [stage["mode"] for stage in engine._optimizer.stages()]
+    assert modes == ["default", "max-autotune-no-cudagraphs"]
+    backend.ran.clear()
+    assert run(engine, params()) == expected  # swapped at the job's start: the second stage only
+    assert backend.ran and set(backend.ran) == {1}
+    assert engine._optimizer.installed_mode == "max-autotune-no-cudagraphs"
+    engine.close()
+
+
+def test_a_failed_second_stage_leaves_the_first_serving(
+    one_size: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = StagedBackend(first_stage_graphs=2, fail_second=True)
+    engine = staged_engine(one_size, backend, monkeypatch)
+    backend.release.set()
+    assert engine._optimizer.wait(120)
+    state = engine.optimization()
+    assert state.phase is Optimization.OPTIMIZED
+    assert "max-autotune-no-cudagraphs failed" in state.detail
+    assert "autotuning failed" in state.detail
+    backend.ran.clear()
+    run(engine, params())
+    assert backend.ran and set(backend.ran) == {0}
+    assert engine._optimizer.installed_mode == "default"
+    engine.close()
 
 
 def test_the_prompt_cache_serves_rerolls_of_a_prompt(one_size: Config) -> None:
