@@ -61,7 +61,9 @@ def _quote(value: str) -> str:
     return f'"{value}"' if any(ch in value for ch in ',:"\n') else value
 
 
-def write_png_sync(image: Image, path: Path, parameters: str, png: bytes | None = None) -> None:
+def write_png_sync(
+    image: Image | None, path: Path, parameters: str, png: bytes | None = None
+) -> None:
     """Encode and write atomically: a temp file in the same folder, fsync, then rename.
 
     ``png``: the image already encoded (a Ray actor's result); the parameters chunk is added to
@@ -79,6 +81,7 @@ def write_png_sync(image: Image, path: Path, parameters: str, png: bytes | None 
     try:
         with os.fdopen(open_private(tmp), "wb") as fh:
             if png is None:
+                assert image is not None, "nothing to write"
                 image.save(fh, format="PNG", pnginfo=info)
             else:
                 fh.write(with_parameters(png, parameters))
@@ -89,7 +92,9 @@ def write_png_sync(image: Image, path: Path, parameters: str, png: bytes | None 
         tmp.unlink(missing_ok=True)
 
 
-async def write_png(image: Image, path: Path, parameters: str, png: bytes | None = None) -> None:
+async def write_png(
+    image: Image | None, path: Path, parameters: str, png: bytes | None = None
+) -> None:
     """``write_png_sync`` in a thread: PIL encoding and file I/O stay off the event loop."""
     await asyncio.to_thread(write_png_sync, image, path, parameters, png)
 

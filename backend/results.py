@@ -111,7 +111,7 @@ class Results:
             await self.failed(worker, active, keys.STORAGE, f"writing {path} failed: {exc}")
             return
         if self.content is not None:  # issue 16: the safety check, before it is deliverable
-            verdict = await self.content.judge(job, result.image)
+            verdict = await self.content.judge(job, result.image or result.picture)
             if verdict != PLAIN:  # the stored defaults already say "not checked, shown"
                 await self._store.content.set_verdict(
                     job.id, verdict.flagged, verdict.score, verdict.delivery

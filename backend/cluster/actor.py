@@ -143,7 +143,7 @@ class GpuWorker:
     ) -> Outcome:  # the engine thread
         result = engine.generate(params, on_step, self._cancel.is_set)
         return Outcome(
-            encode_png(result.image), result.timings, result.prompt_truncated, result.profile,
+            encode_png(result.picture()), result.timings, result.prompt_truncated, result.profile,
             result.model, engine.state(),
         )  # fmt: skip
 

@@ -24,7 +24,6 @@ from backend.cluster.actor import Outcome, WorkerInfo
 from backend.domain import EngineState, GenerationParams
 from backend.engine.protocol import CancelCheck, GenerationResult, LoadReport, StepCallback
 from backend.errors import EngineError, GenerationCancelled, WorkerLost
-from backend.images import decode_png
 
 log = logging.getLogger("majicbot.cluster")
 
@@ -174,9 +173,9 @@ class RayEngine:
 
     def _result(self, outcome: Outcome) -> GenerationResult:
         self._set_state(outcome.state)
-        return GenerationResult(
-            decode_png(outcome.png), outcome.timings, outcome.prompt_truncated, outcome.profile,
-            outcome.model, png=outcome.png,
+        return GenerationResult(  # decoded only if the image check runs (``picture``)
+            None, outcome.timings, outcome.prompt_truncated, outcome.profile, outcome.model,
+            png=outcome.png,
         )  # fmt: skip
 
     def _set_state(self, state: EngineState) -> None:

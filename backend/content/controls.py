@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -173,8 +174,11 @@ class ContentControls:
 
     # ---- images -------------------------------------------------------------------------------
 
-    async def judge(self, job: Job, image: Image) -> Verdict:
-        """Score ``image`` (in the classifier's thread) and decide how it is delivered."""
+    async def judge(self, job: Job, image: Image | Callable[[], Image]) -> Verdict:
+        """Score ``image`` (in the classifier's thread) and decide how it is delivered.
+
+        ``image`` may be a function that makes it (a Ray result decodes its PNG only when the
+        check runs, and then in the classifier's thread)."""
         spoiler = job.spoiler
         if not self._content.image_check:
             return Verdict(None, None, Delivery.SPOILER if spoiler else Delivery.SHOW)
@@ -197,7 +201,7 @@ class ContentControls:
             )
         return verdict
 
-    async def _score(self, job: Job, image: Image) -> float | None:
+    async def _score(self, job: Job, image: Image | Callable[[], Image]) -> float | None:
         """The classifier's score, or None when it is unavailable or fails on this image."""
         if self._thread is None or self._state in (SafetyState.MISSING, SafetyState.FAILED):
             return None
@@ -207,7 +211,9 @@ class ContentControls:
         if classifier is None:
             return None
         try:
-            return await self._thread.run(classifier.score, image)
+            return await self._thread.run(
+                lambda: classifier.score(image() if callable(image) else image)
+            )
         except Exception:
             log.exception("job %s: the safety check failed on this image", job.id)
             return None

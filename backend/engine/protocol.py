@@ -33,7 +33,7 @@ CancelCheck = Callable[[], bool]
 
 @dataclass(frozen=True)
 class GenerationResult:
-    image: Image
+    image: Image | None  # None only with ``png`` (a Ray actor's result; ``picture`` decodes it)
     timings: Timings  # wait_s is left 0; the worker fills it in
     prompt_truncated: bool = False  # the prompt exceeded the text encoder's token limit
     profile: str = ""
@@ -41,6 +41,15 @@ class GenerationResult:
     # The image already encoded as PNG (a Ray actor sends bytes): written as is, with the
     # parameters chunk added, instead of encoding ``image`` again.
     png: bytes | None = None
+
+    def picture(self) -> Image:
+        """The image, decoded from ``png`` if need be (blocking: call it in a thread)."""
+        if self.image is not None:
+            return self.image
+        from backend.images import decode_png
+
+        assert self.png is not None, "a result has an image or its PNG"
+        return decode_png(self.png)
 
 
 class Engine(Protocol):

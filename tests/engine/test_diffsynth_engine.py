@@ -28,7 +28,7 @@ def params(seed: int = 1, steps: int = 2, **changes: object) -> GenerationParams
 
 
 def run(engine: DiffsynthEngine, p: GenerationParams) -> bytes:
-    return engine.generate(p, lambda step, total: None, lambda: False).image.tobytes()
+    return engine.generate(p, lambda step, total: None, lambda: False).picture().tobytes()
 
 
 def test_engine_satisfies_the_protocol(loaded_engine: LoadedEngine) -> None:
@@ -75,7 +75,7 @@ def test_size_steps_and_guidance_reach_the_pipeline(loaded_engine: LoadedEngine)
     engine = loaded_engine.engine
     steps: list[tuple[int, int]] = []
     result = engine.generate(params(steps=3, width=128, height=64), _append(steps), lambda: False)
-    assert result.image.size == (128, 64)
+    assert result.picture().size == (128, 64)
     assert steps == [(1, 3), (2, 3), (3, 3)]
     assert run(engine, params(guidance=3.5)) != run(engine, params(guidance=7.0))
 
@@ -194,5 +194,5 @@ def test_make_engines_with_the_shared_tiny_config(tiny_config: Config) -> None:
     side, steps = tiny_config.limits.default_side, tiny_config.limits.default_steps
     p = GenerationParams(PROMPT, 5, steps, side, side, tiny_config.limits.default_guidance)
     result = engines[0].generate(p, lambda s, t: None, lambda: False)
-    assert result.image.size == (64, 64)
+    assert result.picture().size == (64, 64)
     engines[0].close()

@@ -30,7 +30,7 @@ def params(seed: int = 5, side: int = 64, prompt: str = PROMPT) -> GenerationPar
 
 
 def run(engine: DiffsynthEngine, p: GenerationParams) -> bytes:
-    return engine.generate(p, lambda _s, _t: None, lambda: False).image.tobytes()
+    return engine.generate(p, lambda _s, _t: None, lambda: False).picture().tobytes()
 
 
 def with_engine(config: Config, **changes: Any) -> Config:

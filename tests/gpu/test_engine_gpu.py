@@ -58,7 +58,7 @@ def _first_image(loaded: Loaded, torch: Any, report: dict[str, Any]) -> str:
         entry["timings"] = result.timings
         entry["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
         entry["budget_gib"] = _budget_bytes(loaded) / GIB
-        entry["size"] = result.image.size
+        entry["size"] = result.picture().size
         entry["first_digest"] = _digest(result.image)
     return str(entry["first_digest"])
 
@@ -93,7 +93,7 @@ def test_cancel_stops_at_the_next_step(loaded: Loaded) -> None:
         loaded.engine.generate(FULL, lambda step, _t: steps.append(step), lambda: bool(steps))
     assert steps == [1]
     after = loaded.engine.generate(SMALL, lambda _s, _t: None, lambda: False)
-    assert after.image.size == (256, 256)
+    assert after.picture().size == (256, 256)
 
 
 def test_out_of_memory_fails_the_job_and_the_next_one_runs(
@@ -110,5 +110,5 @@ def test_out_of_memory_fails_the_job_and_the_next_one_runs(
     finally:
         set_cap(torch, loaded.cap_fraction)
     after = loaded.engine.generate(SMALL, lambda _s, _t: None, lambda: False)
-    assert after.image.size == (256, 256)
+    assert after.picture().size == (256, 256)
     gpu_report[loaded.name]["oom_recovered"] = True
