@@ -15,7 +15,13 @@ import time
 from PIL import Image
 
 from backend.domain import ComponentState, EngineState, GenerationParams, LoadState, Timings
-from backend.engine.protocol import CancelCheck, GenerationResult, LoadReport, StepCallback
+from backend.engine.protocol import (
+    CancelCheck,
+    Engine,
+    GenerationResult,
+    LoadReport,
+    StepCallback,
+)
 from backend.errors import EngineError, GenerationCancelled
 
 WAIT_S = 30.0  # upper bound for any gate; a test that hits it fails
@@ -115,3 +121,29 @@ class StepEngine:
     def _set(self, state: EngineState) -> None:
         with self._lock:
             self._state = state
+
+
+class Delegating:
+    """An ``Engine`` that hands every call to ``inner``; subclasses override ``generate`` to
+    steer a real engine's timing through its step callback."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+
+    @property
+    def device(self) -> str:
+        return self.inner.device
+
+    def load(self, report: LoadReport) -> None:
+        self.inner.load(report)
+
+    def generate(
+        self, params: GenerationParams, on_step: StepCallback, cancelled: CancelCheck
+    ) -> GenerationResult:
+        return self.inner.generate(params, on_step, cancelled)
+
+    def state(self) -> EngineState:
+        return self.inner.state()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -20,7 +20,6 @@ from backend.config import Config, EngineSettings
 from backend.domain import (
     CLI_REQUESTER,
     Cancelled,
-    EngineState,
     Failed,
     GenerationParams,
     Job,
@@ -33,30 +32,24 @@ from backend.domain import (
 )
 from backend.engine.diffsynth_engine import DiffsynthEngine
 from backend.engine.factory import make_engines
-from backend.engine.protocol import CancelCheck, Engine, GenerationResult, LoadReport, StepCallback
+from backend.engine.protocol import CancelCheck, Engine, GenerationResult, StepCallback
 from backend.images import read_parameters
 from backend.service import Service
 from backend.store import Store
+from tests.backend.engines import Delegating
 from tests.backend.helpers import collect, first_matching, request, requester
 
 WAIT_S = 60.0
 
 
-class HeldEngine:
+class HeldEngine(Delegating):
     """Delegates to a real engine; ``hold_after_first_step`` / ``raise_at_step`` steer timing."""
 
     def __init__(self, inner: Engine) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gate = threading.Event()
         self.hold_after_first_step = False
         self.raise_at_step: Callable[[], BaseException] | None = None
-
-    @property
-    def device(self) -> str:
-        return self.inner.device
-
-    def load(self, report: LoadReport) -> None:
-        self.inner.load(report)
 
     def generate(
         self, params: GenerationParams, on_step: StepCallback, cancelled: CancelCheck
@@ -72,12 +65,6 @@ class HeldEngine:
                     assert time.monotonic() < deadline, "gate never opened"
 
         return self.inner.generate(params, step, cancelled)
-
-    def state(self) -> EngineState:
-        return self.inner.state()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def data_config(tiny_config: Config) -> Config:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 
 from backend.config import EngineSettings
-from backend.domain import EngineState, GenerationParams
-from backend.engine.protocol import CancelCheck, Engine, GenerationResult, LoadReport, StepCallback
+from backend.domain import GenerationParams
+from backend.engine.protocol import CancelCheck, Engine, GenerationResult, StepCallback
+from tests.backend.engines import Delegating
 
 
 def tiny_engine(settings: EngineSettings, device: str) -> Engine:
@@ -28,22 +29,12 @@ def paced_tiny_engine(settings: EngineSettings, device: str) -> Engine:
     return Paced(tiny_engine(settings, device))
 
 
-class Paced:
+class Paced(Delegating):
     """Delegates to a real engine; sleeps ``STEP_S`` after each step it reports. A prompt that
     contains ``HANG`` hangs after step 1 and ignores cancels (a stuck GPU call)."""
 
     STEP_S = 0.15
     HANG = "[hang here]"
-
-    def __init__(self, inner: Engine) -> None:
-        self.inner = inner
-
-    @property
-    def device(self) -> str:
-        return self.inner.device
-
-    def load(self, report: LoadReport) -> None:
-        self.inner.load(report)
 
     def generate(
         self, params: GenerationParams, on_step: StepCallback, cancelled: CancelCheck
@@ -55,9 +46,3 @@ class Paced:
                 time.sleep(3600)
 
         return self.inner.generate(params, step, cancelled)
-
-    def state(self) -> EngineState:
-        return self.inner.state()
-
-    def close(self) -> None:
-        self.inner.close()
