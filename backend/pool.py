@@ -228,7 +228,8 @@ class WorkerPool:
                 await worker.close()
             else:
                 worker.abandon()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        discovery = [self._discovery] if self._discovery is not None else []
+        await asyncio.gather(*self._tasks.values(), *discovery, return_exceptions=True)
         source = self._source_of_engines
         if source is not None and source.close is not None:
             try:

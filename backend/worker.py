@@ -12,8 +12,8 @@ died (``WorkerLost``: a Ray actor) hands its job back to the queue (``JobSink.lo
 loaded again — Ray restarts the process — before the worker takes another job.
 
 The seam to the rest of the backend is narrow: ``JobSource.take`` gives the next job, and
-``JobSink`` stores results and publishes events — so a remote worker would be a new ``JobSource``
-over a broker, not a rewrite.
+``JobSink`` stores results and publishes events. A GPU on another host is an ``Engine`` over a Ray
+actor (``backend.cluster``), so the queue, the store and delivery stay here.
 """
 
 from __future__ import annotations

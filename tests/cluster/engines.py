@@ -46,3 +46,9 @@ class Paced(Delegating):
                 time.sleep(3600)
 
         return self.inner.generate(params, step, cancelled)
+
+
+def paced_tiny_engine_on_cpu(settings: EngineSettings, device: str) -> Engine:
+    """The paced tiny engine on the CPU whatever GPU Ray gave the actor (nodes that declare GPUs
+    they do not have, to play GPU hosts joining and leaving)."""
+    return paced_tiny_engine(settings, "cpu")
