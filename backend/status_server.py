@@ -93,13 +93,17 @@ def summary(snapshot: StatusSnapshot) -> StatusSnapshot:
     )
 
 
+HIDDEN_NODE = "<host>"
+
+
 def _engine_summary(engine: EngineState) -> EngineState:
     components = tuple(
         replace(c, error=_hide_paths(c.error) if c.error else c.error) for c in engine.components
     )
     error = _hide_paths(engine.error) if engine.error else engine.error
     reason = _hide_paths(engine.profile_reason)
-    return replace(engine, components=components, error=error, profile_reason=reason)
+    node = HIDDEN_NODE if engine.node else ""  # a Ray actor's host name and address
+    return replace(engine, components=components, error=error, profile_reason=reason, node=node)
 
 
 def _running_summary(job: RunningJob) -> RunningJob:

@@ -47,9 +47,11 @@ SNAPSHOT = StatusSnapshot(
             vram_total_bytes=80 << 30,
         ),
         EngineState(
-            device="cuda:1",
+            device="ray-2 (GPU 1)",
             error="model files missing: /home/ann/majicbot/models/flux/ae.safetensors (run "
             "`majicbot download`)",
+            node="gpu-box-2 10.0.0.7",
+            restarts=1,
         ),
     ),
     queue_length=2,
@@ -91,6 +93,7 @@ async def test_without_the_token_only_counts_and_states_are_shown() -> None:
     (running,) = shown.running
     assert running == RunningJob("", "cuda:0", 3, 28, Requester(Platform.DISCORD, ""))
     assert shown.engines[1].error == "model files missing: <path> (run `majicbot download`)"
+    assert (shown.engines[1].node, shown.engines[1].restarts) == ("<host>", 1)
     assert (shown.queue_length, shown.done_last_hour, shown.engines[0]) == (
         2,
         5,
