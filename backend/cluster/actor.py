@@ -134,10 +134,6 @@ class GpuWorker:
         """The running job stops at its next step (``GenerationCancelled`` in the engine)."""
         self._cancel.set()
 
-    def close(self) -> None:
-        if self._engine is not None:
-            self._calls.submit(self._engine.close).result()
-
     def _generate_png(
         self, engine: Engine, params: GenerationParams, on_step: Callable[[int, int], None]
     ) -> Outcome:  # the engine thread

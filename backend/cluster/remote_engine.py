@@ -160,7 +160,7 @@ class RayEngine:
         )  # fmt: skip
 
     def close(self) -> None:
-        """End the actor for good (no restart)."""
+        """End the actor for good (no restart): its process exits, which frees its GPU."""
         import ray
 
         self._closed.set()
